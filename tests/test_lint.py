@@ -1,0 +1,52 @@
+"""Static checks: syntax, ansible-lint (production profile), yamllint, ruff, and role arguments.
+
+Every role input must be in both defaults/main.yml and meta/argument_specs.yml (the
+prometheus-community habit), so a typo in an inventory fails before anything changes.
+"""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "tasks").is_dir())
+
+
+def run(*cmd):
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, "%s failed (rc %d):\n%s\n%s" % (" ".join(cmd), proc.returncode, proc.stdout, proc.stderr)
+    return proc.stdout
+
+
+def test_site_syntax_check_production_inventory():
+    run("ansible-playbook", "-i", "inventory/production", "site.yml", "--syntax-check")
+
+
+def test_site_syntax_check_local_inventory():
+    run("ansible-playbook", "-i", "inventory/local", "site.yml", "--syntax-check")
+
+
+def test_ansible_lint_production_profile():
+    out = run("ansible-lint", "--profile", "production", "--offline", "-q")
+    assert "error" not in out.lower() or "0 failure" in out.lower()
+
+
+def test_yamllint():
+    run("yamllint", "--strict", ".")
+
+
+def test_ruff():
+    run("ruff", "check", "library", "tests", "roles")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_role_arguments_match_defaults(role):
+    defaults = yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text()) or {}
+    specs = yaml.safe_load((REPO / "roles" / role / "meta" / "argument_specs.yml").read_text())
+    options = specs["argument_specs"]["main"]["options"]
+    assert sorted(defaults) == sorted(options), "defaults and argument_specs of %s differ" % role
+    for name in defaults:
+        assert name.startswith(role + "_"), "%s: public variable %s lacks the role prefix" % (role, name)
+        assert options[name].get("description"), "%s: %s has no description" % (role, name)
