@@ -86,11 +86,6 @@ features:
     api_key:
       description: The server accepts C(--api-key).
       type: bool
-build_number:
-  description: C(LLAMA_BUILD_NUMBER) when the tree records one, else null.
-  returned: success
-  type: int
-  sample: 1279
 """
 
 import os
@@ -110,6 +105,26 @@ def _read(path):
             return handle.read()
     except (IOError, OSError):
         return None
+
+
+def executable_target(cmake_text):
+    """The name of the executable a server CMakeLists.txt builds.
+
+    Current trees define several targets there (server-context, llama-server-impl, llama-server);
+    only the one passed to add_executable() is the server binary.
+    """
+    current = None
+    for match in re.finditer(r"set\s*\(\s*TARGET\s+([A-Za-z0-9_.-]+)\s*\)|add_executable\s*\(\s*(\S+)", cmake_text):
+        if match.group(1):
+            current = match.group(1)
+        else:
+            name = match.group(2)
+            if name.startswith("${TARGET}"):
+                if current:
+                    return current
+            else:
+                return name
+    return None
 
 
 def detect(root):
@@ -151,8 +166,7 @@ def detect(root):
 
     server_dir = os.path.dirname(server_source)
     server_cmake = _read(os.path.join(root, server_dir, "CMakeLists.txt")) or ""
-    target_match = re.search(r"set\s*\(\s*TARGET\s+([A-Za-z0-9_.-]+)\s*\)", server_cmake)
-    server_target = target_match.group(1) if target_match else "server"
+    server_target = executable_target(server_cmake) or "server"
 
     if legacy_make:
         build_system = "make"
@@ -163,17 +177,14 @@ def detect(root):
         build_system = "cmake"
         server_binary = "build/bin/%s" % server_target
 
-    build_number = None
-    number_match = re.search(r"LLAMA_BUILD_NUMBER\s*=\s*(\d+)", _read(os.path.join(root, "common", "build-info.cpp")) or "")
-    if number_match:
-        build_number = int(number_match.group(1))
-
+    args_text = server_text + (_read(os.path.join(root, "common", "arg.cpp")) or "") + (
+        _read(os.path.join(root, "common", "common.cpp")) or "")
     features = {
         "health": '"/health"' in server_text,
         "native_openai": '"/v1/chat/completions"' in server_text,
         "api_like_oai": os.path.isfile(os.path.join(root, server_dir, "api_like_OAI.py")),
         "model_json": '"/model.json"' in server_text,
-        "api_key": "--api-key" in server_text,
+        "api_key": '"--api-key"' in args_text,
     }
     return {
         "build_system": build_system,
@@ -182,7 +193,6 @@ def detect(root):
         "server_binary": server_binary,
         "server_source": server_source,
         "features": features,
-        "build_number": build_number,
     }
 
 

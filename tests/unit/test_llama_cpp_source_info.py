@@ -1,0 +1,74 @@
+"""llama_cpp_source_info on excerpts of real llama.cpp trees (fixtures name their source)."""
+
+import shutil
+
+import pytest
+
+import llama_cpp_source_info as module
+from conftest import FIXTURES
+
+TREES = FIXTURES / "llama_cpp"
+
+
+def test_tutorial_commit_builds_with_make_into_server(run_module):
+    result = run_module(module, {"path": str(TREES / "tutorial-e519621")})
+    assert result["changed"] is False
+    assert result["build_system"] == "make"
+    assert result["cuda_option"] == "LLAMA_CUBLAS"
+    assert result["server_binary"] == "server"
+    assert result["server_source"] == "examples/server/server.cpp"
+    assert result["features"] == {
+        "health": False, "native_openai": False, "api_like_oai": True, "model_json": True, "api_key": False,
+    }
+
+
+def test_current_tree_builds_with_cmake_into_llama_server(run_module):
+    result = run_module(module, {"path": str(TREES / "current-lcp-0.3.36")})
+    assert result["build_system"] == "cmake"
+    assert result["cuda_option"] == "GGML_CUDA"
+    # tools/server/CMakeLists.txt defines server-context and llama-server-impl libraries first.
+    assert result["server_target"] == "llama-server"
+    assert result["server_binary"] == "build/bin/llama-server"
+    assert result["features"]["health"] is True
+    assert result["features"]["native_openai"] is True
+    assert result["features"]["api_like_oai"] is False
+    assert result["features"]["model_json"] is False
+
+
+def test_mid_2024_tree_with_llama_cuda_and_no_make_server_target(tmp_path, run_module):
+    # Between b2534 and b3143: CMake option LLAMA_CUDA, server still named `server` in
+    # examples/server; the Makefile no longer has a plain `server:` rule here, so CMake is used.
+    tree = tmp_path / "mid"
+    shutil.copytree(TREES / "tutorial-e519621", tree)
+    (tree / "Makefile").write_text("ifdef LLAMA_CUBLAS\n$(error LLAMA_CUBLAS is deprecated, use LLAMA_CUDA)\nendif\n")
+    (tree / "CMakeLists.txt").write_text('option(LLAMA_CUDA "llama: use CUDA" OFF)\n')
+    result = run_module(module, {"path": str(tree)})
+    assert result["build_system"] == "cmake"
+    assert result["cuda_option"] == "LLAMA_CUDA"
+    assert result["server_binary"] == "build/bin/server"
+
+
+def test_not_a_checkout_fails_with_the_path(tmp_path, run_module):
+    result = run_module(module, {"path": str(tmp_path)})
+    assert result["failed"]
+    assert str(tmp_path) in result["msg"]
+    assert "not a llama.cpp checkout" in result["msg"]
+
+
+def test_missing_directory_fails_clearly(tmp_path, run_module):
+    result = run_module(module, {"path": str(tmp_path / "nope")})
+    assert result["failed"]
+    assert "is not a directory" in result["msg"]
+
+
+def test_tree_without_server_fails(tmp_path, run_module):
+    (tmp_path / "CMakeLists.txt").write_text("cmake_minimum_required(VERSION 3.14)\n")
+    result = run_module(module, {"path": str(tmp_path)})
+    assert result["failed"]
+    assert "no server source" in result["msg"]
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_never_changes_anything(run_module, check_mode):
+    result = run_module(module, {"path": str(TREES / "tutorial-e519621")}, check_mode=check_mode)
+    assert result["changed"] is False
