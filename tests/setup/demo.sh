@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The main job on the built-in default target: a simulated IGX Orin on this machine.
+#
+# Brings up `edge-llama-orin-sim`, a podman container booting real systemd and sharing this
+# machine's network, provisions it with site.yml and the local inventory (CPU backend, a current
+# llama.cpp and SmolLM2-135M-Instruct from offline sources served by local git and Hugging Face
+# mirrors), asks the OpenAI endpoint one question and prints the chat URL.
+# Usage: tests/setup/demo.sh [ansible-playbook arguments]     (make demo)
+#        tests/setup/demo.sh --destroy                        (remove the simulated Orin)
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$repo"
+name=edge-llama-orin-sim
+image=localhost/edge-llama-testhost:bookworm
+
+tests/setup/bootstrap.sh
+# shellcheck source=tests/setup/env.sh
+. tests/setup/env.sh
+
+if [ "${1:-}" = "--destroy" ]; then
+  podman rm -f -t 5 "$name" >/dev/null 2>&1 || true
+  echo "edge-llama: removed $name"
+  exit 0
+fi
+
+python tests/setup/sources.py
+tests/setup/mirrors.sh start
+trap 'tests/setup/mirrors.sh stop >/dev/null 2>&1 || true' EXIT
+
+mkdir -p "$EDGE_LLAMA_CACHE/ccache"
+if ! podman container exists "$name"; then
+  echo "edge-llama: starting the simulated Orin $name"
+  podman run -d --name "$name" --hostname orin-sim --network host --privileged --systemd=always \
+    -v "$EDGE_LLAMA_CACHE/ccache:/var/cache/edge-llama/ccache:rw" "$image" /sbin/init >/dev/null
+elif [ "$(podman inspect -f '{{.State.Running}}' "$name")" != "true" ]; then
+  podman start "$name" >/dev/null
+fi
+state=$(podman exec "$name" systemctl is-system-running --wait || true)
+echo "edge-llama: $name systemd is $state"
+
+EDGE_LLAMA_MIRROR_HOST=127.0.0.1 ansible-playbook -i inventory/local site.yml "$@"
+
+question="What is the capital of France?"
+answer=$(python - "$question" <<'PY'
+import sys
+from openai import OpenAI
+client = OpenAI(base_url="http://127.0.0.1:8081/v1", api_key="unused")
+reply = client.chat.completions.create(
+    model="llama_2", temperature=0, max_tokens=48,
+    messages=[{"role": "system", "content": "You are a helpful AI assistant."},
+              {"role": "user", "content": sys.argv[1]}])
+print(reply.choices[0].message.content.strip())
+PY
+)
+cat <<EOT
+
+edge-llama: the simulated Orin is serving.
+  asked "$question" through the OpenAI endpoint: $answer
+  chat app:          http://127.0.0.1:7860/
+  OpenAI endpoint:   http://127.0.0.1:8081/v1   (model "llama_2")
+  llama.cpp server:  http://127.0.0.1:8080/
+Remove it with: tests/setup/demo.sh --destroy
+EOT
