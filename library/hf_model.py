@@ -240,9 +240,9 @@ def download(module, url, headers, partial, total, chunk_size, timeout, log):
             # The partial file is not a prefix the server recognises: start again.
             os.unlink(partial)
             return download(module, url, headers, partial, total, chunk_size, timeout, log)
-        raise FetchError("the server answered HTTP %d for %s" % (exc.code, url))
+        raise FetchError("the server answered HTTP %d for %s" % (exc.code, url)) from None
     except URLError as exc:
-        raise FetchError("cannot reach %s: %s" % (url, exc.reason))
+        raise FetchError("cannot reach %s: %s" % (url, exc.reason)) from None
 
     status = response.getcode()
     if offset and status == 206:
@@ -297,7 +297,7 @@ def run(module):
     except Exception as exc:  # huggingface_hub raises many types; all mean the same to the user
         raise FetchError("cannot resolve %s/%s at %s on %s: %s" % (
             p["repo_id"], filename, p["revision"], endpoint or "huggingface.co",
-            to_native(exc).replace(p["token"] or "\0", "***")))
+            to_native(exc).replace(p["token"] or "\0", "***"))) from None
     etag = (meta.etag or "").strip('"').lower()
     remote = {"size": meta.size, "etag": etag, "commit": meta.commit_hash, "url": meta.location or url}
     if remote["size"] is None:

@@ -16,7 +16,8 @@ ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "tasks").is_di
 
 def run(*cmd):
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == 0, "%s failed (rc %d):\n%s\n%s" % (" ".join(cmd), proc.returncode, proc.stdout, proc.stderr)
+    assert proc.returncode == 0, "%s failed (rc %d):\n%s\n%s" % (
+        " ".join(cmd), proc.returncode, proc.stdout, proc.stderr)
     return proc.stdout
 
 
