@@ -1,0 +1,439 @@
+"""OpenAI-compatible endpoint in front of llama.cpp's server (edge-llama).
+
+Replaces the tutorial's api_like_OAI.py, which the current `openai` SDK cannot stream from (it ends
+SSE events with a single newline and sends no `[DONE]`) and which has no /v1/models.
+
+Two backends:
+  completion  llama.cpp's own `POST /completion` (the tutorial's 2023 server): chat messages are
+              rendered with a prompt template (`llama2`: [INST] <<SYS>> ... [/INST]; `chatml`).
+  native      llama.cpp's own /v1 API (current servers apply the model's chat template): requests are
+              forwarded, responses streamed through.
+Either way clients see the same API: /v1/models, /v1/chat/completions, /v1/completions (and the
+un-prefixed paths the tutorial used), SSE events separated by a blank line and ended by
+`data: [DONE]`, errors as OpenAI error objects (503 while the model loads or the server is down,
+400 for a bad request, 401 without the API key when one is set), never a stack trace.
+
+Configuration (environment, usually /etc/edge-llama/openai-api.env):
+  EDGE_LLAMA_API_HOST (127.0.0.1), EDGE_LLAMA_API_PORT (8081), EDGE_LLAMA_LLAMA_URL
+  (http://127.0.0.1:8080), EDGE_LLAMA_BACKEND_MODE (completion|native), EDGE_LLAMA_CHAT_TEMPLATE
+  (llama2|chatml), EDGE_LLAMA_MODEL_ALIAS (llama_2), EDGE_LLAMA_API_KEY (empty: no key).
+"""
+
+import hmac
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+LOG = logging.getLogger("edge-llama-openai")
+
+TEMPLATES = ("llama2", "chatml")
+DEFAULT_STOPS = {"llama2": ["</s>", "[INST]"], "chatml": ["<|im_end|>", "<|im_start|>"]}
+
+
+class Settings:
+    def __init__(self, env=None):
+        env = os.environ if env is None else env
+        self.host = env.get("EDGE_LLAMA_API_HOST", "127.0.0.1")
+        self.port = int(env.get("EDGE_LLAMA_API_PORT", "8081"))
+        self.llama_url = env.get("EDGE_LLAMA_LLAMA_URL", "http://127.0.0.1:8080").rstrip("/")
+        self.mode = env.get("EDGE_LLAMA_BACKEND_MODE", "completion")
+        self.template = env.get("EDGE_LLAMA_CHAT_TEMPLATE", "llama2")
+        self.alias = env.get("EDGE_LLAMA_MODEL_ALIAS", "llama_2")
+        self.api_key = env.get("EDGE_LLAMA_API_KEY", "")
+        self.timeout = float(env.get("EDGE_LLAMA_TIMEOUT", "600"))
+        if self.mode not in ("completion", "native"):
+            raise SystemExit("EDGE_LLAMA_BACKEND_MODE must be completion or native, not %r" % self.mode)
+        if self.template not in TEMPLATES:
+            raise SystemExit("EDGE_LLAMA_CHAT_TEMPLATE must be one of %s, not %r" % (", ".join(TEMPLATES), self.template))
+
+
+class APIError(Exception):
+    def __init__(self, status, message, kind="invalid_request_error", code=None, param=None):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.code, self.param = status, message, kind, code, param
+
+    def response(self):
+        return JSONResponse(status_code=self.status, content={"error": {
+            "message": self.message, "type": self.kind, "param": self.param, "code": self.code}})
+
+
+def backend_unavailable(settings, detail):
+    return APIError(503, "The model server at %s is not available (%s). It may still be loading the model; "
+                    "retry shortly." % (settings.llama_url, detail), "server_error", "backend_unavailable")
+
+
+# --- prompt rendering --------------------------------------------------------------------------
+
+def message_text(message):
+    """Text of an OpenAI message whose content is a string or a list of parts."""
+    content = message.get("content")
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "text":
+                parts.append(str(part.get("text", "")))
+            elif isinstance(part, str):
+                parts.append(part)
+            else:
+                raise APIError(400, "only text content parts are supported", param="messages")
+        return "".join(parts)
+    raise APIError(400, "message content must be a string or a list of parts", param="messages")
+
+
+def validate_messages(messages):
+    if not isinstance(messages, list) or not messages:
+        raise APIError(400, "'messages' must be a non-empty list", param="messages")
+    out = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ("system", "developer", "user", "assistant"):
+            raise APIError(400, "messages[%d] needs a role of system, user or assistant" % i, param="messages")
+        role = "system" if message["role"] == "developer" else message["role"]
+        out.append({"role": role, "content": message_text(message)})
+    return out
+
+
+def render_llama2(messages):
+    """Meta's Llama-2 chat format. llama.cpp adds the BOS token itself, so no literal <s> here."""
+    system = "\n".join(m["content"] for m in messages if m["role"] == "system")
+    turns = [m for m in messages if m["role"] != "system"]
+    prompt, first = "", True
+    pending_user = None
+    for message in turns:
+        if message["role"] == "user":
+            if pending_user is not None:  # two user messages in a row: join them
+                pending_user += "\n" + message["content"]
+                continue
+            pending_user = message["content"]
+        else:
+            prompt += _llama2_turn(system if first else "", pending_user or "") + " " + message["content"].strip() + " "
+            first, pending_user = False, None
+    prompt += _llama2_turn(system if first else "", pending_user or "")
+    return prompt
+
+
+def _llama2_turn(system, user):
+    if system:
+        return "[INST] <<SYS>>\n%s\n<</SYS>>\n\n%s [/INST]" % (system, user.strip())
+    return "[INST] %s [/INST]" % user.strip()
+
+
+def render_chatml(messages):
+    prompt = "".join("<|im_start|>%s\n%s<|im_end|>\n" % (m["role"], m["content"]) for m in messages)
+    return prompt + "<|im_start|>assistant\n"
+
+
+def render(template, messages):
+    return render_llama2(messages) if template == "llama2" else render_chatml(messages)
+
+
+# --- request translation -------------------------------------------------------------------------
+
+def number(body, name, kind, low=None, high=None):
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and int(value) != value):
+        raise APIError(400, "'%s' must be a %s" % (name, "integer" if kind is int else "number"), param=name)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise APIError(400, "'%s' is out of range" % name, param=name)
+    return kind(value)
+
+
+def stops(body, defaults):
+    """The caller's stop strings, then the template's own (chat only)."""
+    stop = body.get("stop")
+    if stop is None:
+        given = []
+    elif isinstance(stop, str):
+        given = [stop]
+    elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        given = list(stop)
+    else:
+        raise APIError(400, "'stop' must be a string or a list of strings", param="stop")
+    return given + [s for s in defaults if s not in given]
+
+
+def completion_payload(body, prompt, default_stops, stream):
+    payload = {"prompt": prompt, "stream": stream, "stop": stops(body, default_stops), "cache_prompt": True}
+    max_tokens = number(body, "max_completion_tokens", int, 1) or number(body, "max_tokens", int, 1)
+    payload["n_predict"] = max_tokens if max_tokens else -1
+    temperature = number(body, "temperature", float, 0, 2)
+    payload["temperature"] = 1.0 if temperature is None else temperature
+    top_p = number(body, "top_p", float, 0, 1)
+    if top_p is not None:
+        payload["top_p"] = top_p
+    seed = number(body, "seed", int)
+    if seed is not None:
+        payload["seed"] = seed
+    for name, target in (("presence_penalty", "presence_penalty"), ("frequency_penalty", "frequency_penalty")):
+        value = number(body, name, float, -2, 2)
+        if value is not None:
+            payload[target] = value
+    return payload
+
+
+def finish_reason(result):
+    return "length" if result.get("stopped_limit") else "stop"
+
+
+def usage(result):
+    prompt, completion = int(result.get("tokens_evaluated") or 0), int(result.get("tokens_predicted") or 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def sse(obj):
+    return "data: %s\n\n" % json.dumps(obj, ensure_ascii=False)
+
+
+# --- the app -------------------------------------------------------------------------------------
+
+def create_app(settings=None, transport=None):
+    settings = settings or Settings()
+    app = FastAPI(title="edge-llama OpenAI-compatible endpoint", docs_url=None, redoc_url=None, openapi_url=None)
+    client = httpx.AsyncClient(base_url=settings.llama_url, transport=transport,
+                               timeout=httpx.Timeout(settings.timeout, connect=5.0))
+    app.state.settings, app.state.client = settings, client
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        started = time.monotonic()
+        if settings.api_key and request.url.path not in ("/health",):
+            given = request.headers.get("authorization", "")
+            expected = "Bearer " + settings.api_key
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                response = APIError(401, "Missing or wrong API key (send 'Authorization: Bearer <key>').",
+                                    "invalid_request_error", "invalid_api_key").response()
+                LOG.info("%s %s 401 %.0fms", request.method, request.url.path, (time.monotonic() - started) * 1000)
+                return response
+        try:
+            response = await call_next(request)
+        except APIError as exc:
+            response = exc.response()
+        except Exception:  # never a stack trace to the client
+            LOG.exception("unexpected error on %s %s", request.method, request.url.path)
+            response = APIError(500, "internal error in the OpenAI endpoint", "server_error").response()
+        LOG.info("%s %s %d %.0fms", request.method, request.url.path, response.status_code,
+                 (time.monotonic() - started) * 1000)
+        return response
+
+    @app.exception_handler(APIError)
+    async def api_error(_request, exc):
+        return exc.response()
+
+    async def read_json(request):
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            raise APIError(400, "the request body must be JSON") from None
+        if not isinstance(body, dict):
+            raise APIError(400, "the request body must be a JSON object")
+        return body
+
+    async def backend_ready():
+        paths = ["/health"] if settings.mode == "native" else ["/health", "/model.json"]
+        try:
+            for path in paths:
+                reply = await client.get(path)
+                if reply.status_code == 200:
+                    return True, "ok"
+                if reply.status_code != 404:
+                    return False, "HTTP %d from %s" % (reply.status_code, path)
+            return False, "no readiness endpoint answered"
+        except httpx.HTTPError as exc:
+            return False, type(exc).__name__
+
+    @app.get("/health")
+    async def health():
+        ready, detail = await backend_ready()
+        if ready:
+            return {"status": "ok", "backend": settings.mode}
+        return backend_unavailable(settings, detail).response()
+
+    @app.get("/v1/models")
+    @app.get("/models")
+    async def models():
+        return {"object": "list", "data": [
+            {"id": settings.alias, "object": "model", "created": 0, "owned_by": "edge-llama"}]}
+
+    async def native(path, body):
+        stream = bool(body.get("stream"))
+        try:
+            request = client.build_request("POST", path, json=body)
+            reply = await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise backend_unavailable(settings, type(exc).__name__) from None
+        if reply.status_code != 200:
+            content = await reply.aread()
+            await reply.aclose()
+            if reply.status_code in (502, 503, 504):
+                raise backend_unavailable(settings, "HTTP %d" % reply.status_code)
+            try:
+                payload = json.loads(content)
+                if "error" not in payload:
+                    raise ValueError
+            except ValueError:
+                payload = {"error": {"message": content.decode("utf-8", "replace")[:500],
+                                     "type": "invalid_request_error", "param": None, "code": None}}
+            return JSONResponse(status_code=reply.status_code, content=payload)
+        if not stream:
+            content = await reply.aread()
+            await reply.aclose()
+            return JSONResponse(content=json.loads(content))
+
+        async def relay():
+            try:
+                async for chunk in reply.aiter_raw():
+                    yield chunk
+            except httpx.HTTPError as exc:
+                yield sse({"error": {"message": "the model server stopped answering (%s)" % type(exc).__name__,
+                                     "type": "server_error", "code": "backend_unavailable"}})
+            finally:
+                await reply.aclose()
+
+        return StreamingResponse(relay(), media_type="text/event-stream")
+
+    async def complete(payload):
+        try:
+            reply = await client.post("/completion", json=payload)
+        except httpx.HTTPError as exc:
+            raise backend_unavailable(settings, type(exc).__name__) from None
+        if reply.status_code != 200:
+            if reply.status_code in (502, 503, 504):
+                raise backend_unavailable(settings, "HTTP %d" % reply.status_code)
+            raise APIError(reply.status_code if 400 <= reply.status_code < 500 else 502,
+                           "the model server answered HTTP %d: %s" % (reply.status_code, reply.text[:300]),
+                           "server_error")
+        return reply.json()
+
+    async def open_stream(payload):
+        try:
+            reply = await client.send(client.build_request("POST", "/completion", json=payload), stream=True)
+        except httpx.HTTPError as exc:
+            raise backend_unavailable(settings, type(exc).__name__) from None
+        if reply.status_code != 200:
+            await reply.aread()
+            await reply.aclose()
+            raise backend_unavailable(settings, "HTTP %d" % reply.status_code)
+        return reply
+
+    async def llama_events(reply):
+        """Parsed `data:` events of llama.cpp's /completion stream."""
+        try:
+            async for line in reply.aiter_lines():
+                if line.startswith("data: "):
+                    try:
+                        yield json.loads(line[6:])
+                    except ValueError:
+                        continue
+        finally:
+            await reply.aclose()
+
+    @app.post("/v1/chat/completions")
+    @app.post("/chat/completions")
+    async def chat_completions(request: Request):
+        body = await read_json(request)
+        messages = validate_messages(body.get("messages"))
+        if settings.mode == "native":
+            return await native("/v1/chat/completions", body)
+        stream = bool(body.get("stream"))
+        payload = completion_payload(body, render(settings.template, messages), DEFAULT_STOPS[settings.template],
+                                     stream)
+        ident, created = "chatcmpl-" + uuid.uuid4().hex, int(time.time())
+        base = {"id": ident, "created": created, "model": settings.alias}
+        if not stream:
+            result = await complete(payload)
+            return dict(base, object="chat.completion", choices=[{
+                "index": 0, "message": {"role": "assistant", "content": result.get("content", "")},
+                "finish_reason": finish_reason(result), "logprobs": None}], usage=usage(result))
+        reply = await open_stream(payload)
+
+        async def events():
+            chunk = dict(base, object="chat.completion.chunk")
+            yield sse(dict(chunk, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                            "finish_reason": None}]))
+            final = {}
+            try:
+                async for event in llama_events(reply):
+                    if event.get("content"):
+                        yield sse(dict(chunk, choices=[{"index": 0, "delta": {"content": event["content"]},
+                                                        "finish_reason": None}]))
+                    if event.get("stop"):
+                        final = event
+            except httpx.HTTPError as exc:
+                yield sse({"error": {"message": "the model server stopped answering (%s)" % type(exc).__name__,
+                                     "type": "server_error", "code": "backend_unavailable"}})
+                return
+            yield sse(dict(chunk, choices=[{"index": 0, "delta": {}, "finish_reason": finish_reason(final)}]))
+            if body.get("stream_options", {}).get("include_usage"):
+                yield sse(dict(chunk, choices=[], usage=usage(final)))
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    @app.post("/v1/completions")
+    @app.post("/completions")
+    async def completions(request: Request):
+        body = await read_json(request)
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+            prompt = prompt[0]
+        if not isinstance(prompt, str):
+            raise APIError(400, "'prompt' must be a string", param="prompt")
+        if settings.mode == "native":
+            return await native("/v1/completions", body)
+        stream = bool(body.get("stream"))
+        payload = completion_payload(body, prompt, [], stream)
+        ident, created = "cmpl-" + uuid.uuid4().hex, int(time.time())
+        base = {"id": ident, "created": created, "model": settings.alias, "object": "text_completion"}
+        if not stream:
+            result = await complete(payload)
+            return dict(base, choices=[{"index": 0, "text": result.get("content", ""), "logprobs": None,
+                                        "finish_reason": finish_reason(result)}], usage=usage(result))
+        reply = await open_stream(payload)
+
+        async def events():
+            final = {}
+            try:
+                async for event in llama_events(reply):
+                    if event.get("content"):
+                        yield sse(dict(base, choices=[{"index": 0, "text": event["content"], "logprobs": None,
+                                                       "finish_reason": None}]))
+                    if event.get("stop"):
+                        final = event
+            except httpx.HTTPError as exc:
+                yield sse({"error": {"message": "the model server stopped answering (%s)" % type(exc).__name__,
+                                     "type": "server_error", "code": "backend_unavailable"}})
+                return
+            yield sse(dict(base, choices=[{"index": 0, "text": "", "logprobs": None,
+                                           "finish_reason": finish_reason(final)}]))
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return app
+
+
+def main():
+    import uvicorn
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(message)s")
+    settings = Settings()
+    LOG.info("serving on %s:%d, backend %s (%s), template %s, API key %s", settings.host, settings.port,
+             settings.llama_url, settings.mode, settings.template, "required" if settings.api_key else "not set")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, access_log=False,
+                log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
