@@ -1,0 +1,70 @@
+"""The Gradio chat app's logic: history conversion, and streaming through the real stack
+(chat app -> official openai SDK -> OpenAI endpoint -> llama.cpp stand-in)."""
+
+import pytest
+
+pytest.importorskip("gradio")
+openai = pytest.importorskip("openai")
+
+from fake_llama import FakeLlama  # noqa: E402
+from services_apps import RunningAPI, load  # noqa: E402
+
+chat = load("chat_app")
+
+
+def test_messages_history_becomes_openai_chat_with_system_prompt_first():
+    history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+               {"role": "user", "content": [{"type": "text", "text": "Capital of France?"}]}]
+    assert chat.to_oai_chat(history, "Be brief.") == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Capital of France?"},
+    ]
+
+
+def test_tutorial_pairs_are_still_understood():
+    assert chat.to_oai_chat([["Hi", "Hello!"], ["Again", None]], "") == [
+        {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "Again"}]
+
+
+@pytest.fixture
+def stack():
+    llama = FakeLlama()
+    api = RunningAPI({"EDGE_LLAMA_LLAMA_URL": llama.url})
+    settings = chat.Settings({"EDGE_LLAMA_OPENAI_URL": api.url + "/v1", "EDGE_LLAMA_SYSTEM_PROMPT": "Be brief."})
+    client = openai.OpenAI(base_url=settings.base_url, api_key="none", max_retries=0)
+    yield llama, api, settings, client
+    api.close()
+    llama.close()
+
+
+def test_answer_streams_into_the_chat(stack):
+    llama, _api, settings, client = stack
+    history = [{"role": "user", "content": "What is the capital of France?"}]
+    steps = [h[-1]["content"] for h in chat.stream_answer(client, settings, history)]
+    assert steps[0] == "Paris"
+    assert steps[-1] == "Paris is the capital."
+    assert len(set(steps)) >= 5  # it grew token by token
+    assert "<<SYS>>\nBe brief.\n<</SYS>>" in llama.requests[-1][1]["prompt"]
+
+
+def test_backend_down_shows_an_error_in_the_chat(stack):
+    llama, _api, settings, client = stack
+    llama.close()
+    steps = list(chat.stream_answer(client, settings, [{"role": "user", "content": "Hi"}]))
+    assert "503" in steps[-1][-1]["content"]
+    assert "not available" in steps[-1][-1]["content"]
+
+
+def test_endpoint_down_shows_an_error_in_the_chat():
+    settings = chat.Settings({"EDGE_LLAMA_OPENAI_URL": "http://127.0.0.1:9/v1"})
+    client = openai.OpenAI(base_url=settings.base_url, api_key="none", max_retries=0, timeout=5)
+    steps = list(chat.stream_answer(client, settings, [{"role": "user", "content": "Hi"}]))
+    assert "not reachable" in steps[-1][-1]["content"]
+
+
+def test_the_page_builds_with_current_gradio():
+    demo = chat.build(chat.Settings({}), client=object())
+    assert demo.title == "edge-llama chat"

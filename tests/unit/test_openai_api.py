@@ -1,0 +1,214 @@
+"""The OpenAI-compatible endpoint, driven by the official `openai` SDK over real HTTP.
+
+The backend is tests/unit/fake_llama.py, which replays llama.cpp's wire formats (2023 /completion
+SSE, current /v1) and records what the endpoint sent; molecule runs the real llama.cpp.
+"""
+
+import json
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+openai = pytest.importorskip("openai")
+import httpx  # noqa: E402
+
+from fake_llama import FakeLlama  # noqa: E402
+from services_apps import RunningAPI, load  # noqa: E402
+
+api = load("openai_api")
+
+
+@pytest.fixture
+def llama():
+    fake = FakeLlama()
+    yield fake
+    fake.close()
+
+
+def endpoint(llama_url, **env):
+    base = {"EDGE_LLAMA_LLAMA_URL": llama_url, "EDGE_LLAMA_BACKEND_MODE": "completion",
+            "EDGE_LLAMA_CHAT_TEMPLATE": "llama2", "EDGE_LLAMA_MODEL_ALIAS": "llama_2"}
+    base.update(env)
+    return RunningAPI(base)
+
+
+@pytest.fixture
+def server(llama):
+    running = endpoint(llama.url)
+    yield running
+    running.close()
+
+
+def client(server, key="unused"):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
+
+
+MESSAGES = [{"role": "system", "content": "You are a helpful AI assistant."},
+            {"role": "user", "content": "What is the capital of France?"}]
+
+
+def test_chat_without_streaming(server, llama):
+    reply = client(server).chat.completions.create(model="llama_2", messages=MESSAGES, temperature=0)
+    assert reply.object == "chat.completion"
+    assert reply.choices[0].message.role == "assistant"
+    assert reply.choices[0].message.content == "Paris is the capital."
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.usage.completion_tokens == 5 and reply.usage.prompt_tokens == 11
+
+
+def test_chat_streams_to_the_current_sdk(server):
+    stream = client(server).chat.completions.create(model="llama_2", messages=MESSAGES, stream=True)
+    chunks = list(stream)
+    texts = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert texts == ["Paris", " is", " the", " capital", "."]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_sse_events_are_separated_by_blank_lines_and_end_with_done(server):
+    body = {"model": "llama_2", "messages": MESSAGES, "stream": True}
+    with httpx.stream("POST", server.url + "/v1/chat/completions", json=body) as reply:
+        raw = reply.read().decode()
+    assert reply.headers["content-type"].startswith("text/event-stream")
+    events = [e for e in raw.split("\n\n") if e]
+    assert all(e.startswith("data: ") for e in events)
+    assert events[-1] == "data: [DONE]"
+
+
+def test_async_client_streams(server):
+    import asyncio
+
+    async def run():
+        aclient = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+        stream = await aclient.chat.completions.create(model="llama_2", messages=MESSAGES, stream=True)
+        return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+
+    assert asyncio.run(run()) == "Paris is the capital."
+
+
+def test_llama2_prompt_for_system_and_several_turns(server, llama):
+    messages = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": "Capital of France?"}]
+    client(server).chat.completions.create(model="llama_2", messages=messages)
+    prompt = llama.requests[-1][1]["prompt"]
+    assert prompt == ("[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello! "
+                      "[INST] Capital of France? [/INST]")
+
+
+def test_chatml_template(llama):
+    running = endpoint(llama.url, EDGE_LLAMA_CHAT_TEMPLATE="chatml")
+    try:
+        client(running).chat.completions.create(model="llama_2", messages=MESSAGES)
+    finally:
+        running.close()
+    sent = llama.requests[-1][1]
+    assert sent["prompt"] == ("<|im_start|>system\nYou are a helpful AI assistant.<|im_end|>\n"
+                              "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n")
+    assert "<|im_end|>" in sent["stop"]
+
+
+def test_sampling_parameters_are_forwarded(server, llama):
+    reply = client(server).chat.completions.create(model="llama_2", messages=MESSAGES, max_tokens=2,
+                                                   temperature=0.3, top_p=0.9, stop=["\n"], seed=7)
+    sent = llama.requests[-1][1]
+    assert sent["n_predict"] == 2
+    assert sent["temperature"] == 0.3 and sent["top_p"] == 0.9 and sent["seed"] == 7
+    assert sent["stop"][0] == "\n" and "[INST]" in sent["stop"]
+    assert reply.choices[0].finish_reason == "length"
+    assert reply.choices[0].message.content == "Paris is"
+
+
+def test_completions_endpoint(server, llama):
+    reply = client(server).completions.create(model="llama_2", prompt="The capital of France is", max_tokens=3)
+    assert reply.choices[0].text == "Paris is the"
+    assert llama.requests[-1][1]["prompt"] == "The capital of France is"
+    assert llama.requests[-1][1]["stop"] == []
+    stream = client(server).completions.create(model="llama_2", prompt="x", stream=True)
+    assert "".join(c.choices[0].text for c in stream) == "Paris is the capital."
+
+
+def test_unprefixed_paths_of_the_tutorial(server):
+    reply = httpx.post(server.url + "/chat/completions", json={"messages": MESSAGES})
+    assert reply.status_code == 200
+    assert reply.json()["choices"][0]["message"]["content"] == "Paris is the capital."
+
+
+def test_models_lists_the_alias(server):
+    assert [m.id for m in client(server).models.list()] == ["llama_2"]
+
+
+def test_backend_down_is_503_json(llama):
+    llama.close()
+    running = endpoint(llama.url)
+    try:
+        with pytest.raises(openai.APIStatusError) as err:
+            client(running).chat.completions.create(model="llama_2", messages=MESSAGES)
+        assert err.value.status_code == 503
+        assert err.value.body["code"] == "backend_unavailable"
+        health = httpx.get(running.url + "/health")
+        assert health.status_code == 503
+        assert health.json()["error"]["type"] == "server_error"
+    finally:
+        running.close()
+
+
+def test_health_uses_model_json_on_the_2023_server(server):
+    reply = httpx.get(server.url + "/health")
+    assert reply.status_code == 200 and reply.json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("body,needle", [
+    (b"not json", "must be JSON"),
+    (b"[1, 2]", "JSON object"),
+    (json.dumps({"messages": []}).encode(), "non-empty"),
+    (json.dumps({"messages": [{"role": "wizard", "content": "x"}]}).encode(), "role"),
+    (json.dumps({"messages": MESSAGES, "temperature": "hot"}).encode(), "temperature"),
+    (json.dumps({"messages": MESSAGES, "stop": 5}).encode(), "stop"),
+])
+def test_bad_requests_are_400_with_an_openai_error(server, body, needle):
+    reply = httpx.post(server.url + "/v1/chat/completions", content=body,
+                       headers={"Content-Type": "application/json"})
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert needle in error["message"]
+    assert "Traceback" not in reply.text
+
+
+def test_api_key_is_required_when_set(llama):
+    running = endpoint(llama.url, EDGE_LLAMA_API_KEY="s3cret-key")
+    try:
+        with pytest.raises(openai.AuthenticationError) as err:
+            client(running, key="wrong").models.list()
+        assert err.value.status_code == 401
+        assert "s3cret-key" not in json.dumps(err.value.body)
+        assert [m.id for m in client(running, key="s3cret-key").models.list()] == ["llama_2"]
+        assert httpx.get(running.url + "/health").status_code == 200  # probes need no key
+    finally:
+        running.close()
+
+
+def test_native_mode_forwards_and_streams(tmp_path):
+    fake = FakeLlama(era="current")
+    running = endpoint(fake.url, EDGE_LLAMA_BACKEND_MODE="native")
+    try:
+        stream = client(running).chat.completions.create(model="llama_2", messages=MESSAGES, stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "Paris is the capital."
+        assert fake.requests[-1] == ("/v1/chat/completions", {"model": "llama_2", "messages": MESSAGES,
+                                                              "stream": True})
+        reply = client(running).chat.completions.create(model="llama_2", messages=MESSAGES)
+        assert reply.choices[0].message.content == "Paris is the capital."
+        assert httpx.get(running.url + "/health").status_code == 200
+    finally:
+        running.close()
+        fake.close()
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(SystemExit, match="EDGE_LLAMA_BACKEND_MODE"):
+        api.Settings({"EDGE_LLAMA_BACKEND_MODE": "magic"})
+    with pytest.raises(SystemExit, match="EDGE_LLAMA_CHAT_TEMPLATE"):
+        api.Settings({"EDGE_LLAMA_CHAT_TEMPLATE": "alpaca"})
