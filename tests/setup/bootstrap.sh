@@ -1,53 +1,84 @@
 #!/usr/bin/env bash
 # Everything the demo and the tests need on a fresh Debian 12 machine, installed idempotently:
 # apt packages (podman, runc, debootstrap, ...), the controller virtualenv (.venv) from
-# requirements-dev.txt, and the test-host image localhost/edge-llama-testhost:bookworm.
-# Fast when already done.
+# requirements-dev.txt, olah's own virtualenv (.cache/olah-venv), and the test-host image
+# localhost/edge-llama-testhost:bookworm. Fast when already done (about a second).
+# Usage: tests/setup/bootstrap.sh     then: . tests/setup/env.sh
+# Overrides: EDGE_LLAMA_TESTHOST_IMAGE (image name), EDGE_LLAMA_DEBIAN_MIRROR (debootstrap mirror).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
 # shellcheck source=tests/setup/env.sh
 . tests/setup/env.sh
 say() { echo "edge-llama bootstrap: $*"; }
+t0=$(date +%s)
 
-# 1. Distribution packages.
+# 1. Distribution packages. netavark/aardvark-dns: podman's network stack (with
+# --no-install-recommends apt would pick the older CNI plugins instead).
 need=()
-for pkg in podman runc debootstrap git ccache curl uidmap slirp4netns iproute2 python3-venv; do
+for pkg in podman runc netavark aardvark-dns uidmap slirp4netns debootstrap git ccache curl \
+           iproute2 python3-venv ca-certificates; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
-  say "installing ${need[*]}"
+  say "apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+else
+  say "apt packages present"
 fi
 
-# 2. Controller virtualenv.
+# 2. Controller virtualenv (stamp = hash of requirements-dev.txt).
 stamp="$repo/.venv/.requirements-$(sha256sum requirements-dev.txt | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   say "creating .venv from requirements-dev.txt"
   python3 -m venv "$repo/.venv"
-  "$repo/.venv/bin/pip" install -q --upgrade pip
-  "$repo/.venv/bin/pip" install -q -r requirements-dev.txt
+  "$repo/.venv/bin/python" -m pip install -q --upgrade pip
+  "$repo/.venv/bin/python" -m pip install -q -r requirements-dev.txt
   rm -f "$repo"/.venv/.requirements-*
   touch "$stamp"
+else
+  say ".venv up to date"
 fi
 
-# 3. Test-host image: Debian bookworm minbase with systemd, like a freshly installed machine.
-image=localhost/edge-llama-testhost:bookworm
+# 3. olah (the Hugging Face mirror) in its own virtualenv: it is a server, not something the tests
+# import, and keeping its dependencies (fastapi-utils, peewee, GitPython...) out of .venv lets
+# each side move its pins alone.
+olah_spec="olah==0.5.4"
+olah_stamp="$EDGE_LLAMA_CACHE/olah-venv/.installed-$olah_spec"
+if [ ! -f "$olah_stamp" ]; then
+  say "installing $olah_spec into .cache/olah-venv"
+  python3 -m venv "$EDGE_LLAMA_CACHE/olah-venv"
+  "$EDGE_LLAMA_CACHE/olah-venv/bin/python" -m pip install -q "$olah_spec"
+  rm -f "$EDGE_LLAMA_CACHE"/olah-venv/.installed-*
+  touch "$olah_stamp"
+else
+  say "olah-venv up to date"
+fi
+
+# 4. Test-host image: Debian bookworm minbase with systemd, like a freshly installed machine.
+image=${EDGE_LLAMA_TESTHOST_IMAGE:-localhost/edge-llama-testhost:bookworm}
 if ! podman image exists "$image"; then
-  mirror=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)
+  # The same mirror as this machine's apt (first URIs: line of the deb822 sources).
+  mirror=${EDGE_LLAMA_DEBIAN_MIRROR:-$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)}
   mirror=${mirror:-http://deb.debian.org/debian}
   rootfs=$(mktemp -d "${TMPDIR:-/tmp}/edge-llama-rootfs.XXXXXX")
   trap 'rm -rf "$rootfs"' EXIT
-  say "building $image with debootstrap from $mirror"
+  say "building $image with debootstrap from $mirror (about a minute)"
+  t1=$(date +%s)
   debootstrap --variant=minbase \
     --include=systemd,systemd-sysv,python3,dbus,iproute2,sudo,ca-certificates,procps \
-    bookworm "$rootfs" "$mirror" >/dev/null
-  # Nothing in the image should try to reach the network at boot, and apt must use the same mirror.
+    bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || { tail -n 30 "$rootfs.log" >&2; exit 1; }
+  rm -f "$rootfs.log"
   echo "deb $mirror bookworm main" > "$rootfs/etc/apt/sources.list"
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   tar -C "$rootfs" -c . | podman import --change 'CMD ["/sbin/init"]' - "$image" >/dev/null
   rm -rf "$rootfs"
   trap - EXIT
+  say "image built in $(( $(date +%s) - t1 )) s"
+else
+  say "image $image present"
 fi
-say "ready ($(podman image inspect -f '{{.Id}}' "$image" | cut -c1-12) $image)"
+say "ready in $(( $(date +%s) - t0 )) s ($(podman image inspect -f '{{.Id}}' "$image" | cut -c1-12) $image)"
+say "use: . tests/setup/env.sh   (CONTAINERS_CONF=$CONTAINERS_CONF)"

@@ -4,19 +4,26 @@
 #   olah        http://HOST:18090  Hugging Face protocol, offline mode   (.cache/mirror/hf)
 #   wheelhouse  http://HOST:18091/  pip --find-links  (.cache/wheels)
 # They listen on all addresses so podman containers reach them at host.containers.internal.
+# Pid files and logs: .cache/run/{git,olah,wheels}.{pid,log}. `start` is a no-op for what runs already
+# and fails (with the log) when a port does not answer.
 # Usage: mirrors.sh start|stop|status
+# Ports can be moved for a second copy of the tree: EDGE_LLAMA_GIT_PORT, EDGE_LLAMA_HF_PORT,
+# EDGE_LLAMA_WHEELS_PORT (the hosts' configuration assumes the defaults).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${EDGE_LLAMA_CACHE:-$repo/.cache}
 run=$cache/run
 mkdir -p "$run"
 say() { echo "edge-llama mirrors: $*"; }
+git_port=${EDGE_LLAMA_GIT_PORT:-19418}
+hf_port=${EDGE_LLAMA_HF_PORT:-18090}
+wheels_port=${EDGE_LLAMA_WHEELS_PORT:-18091}
 
 olah_python() {
-  if [ ! -x "$cache/olah-venv/bin/olah-cli" ]; then
-    say "installing olah into .cache/olah-venv" >&2
+  if [ ! -x "$cache/olah-venv/bin/olah-cli" ]; then  # normally done by bootstrap.sh
+    say "installing olah==0.5.4 into .cache/olah-venv" >&2
     python3 -m venv "$cache/olah-venv"
-    "$cache/olah-venv/bin/pip" install -q olah==0.5.4 2>&1 | grep -v '^WARNING: Location' >&2 || true
+    "$cache/olah-venv/bin/python" -m pip install -q olah==0.5.4 >&2
   fi
   echo "$cache/olah-venv/bin/olah-cli"
 }
@@ -25,7 +32,11 @@ running() { [ -f "$run/$1.pid" ] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; 
 
 launch() {  # name port command...
   local name=$1 port=$2; shift 2
-  if running "$name"; then return 0; fi
+  if running "$name"; then say "$name already running (pid $(cat "$run/$name.pid"))"; return 0; fi
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    say "port $port is taken by a process this script did not start (see: ss -ltnp 'sport = :$port')" >&2
+    return 1
+  fi
   (cd "$run" && exec setsid "$@" >"$run/$name.log" 2>&1 < /dev/null) &
   echo $! > "$run/$name.pid"
   for _ in $(seq 1 60); do
@@ -33,7 +44,7 @@ launch() {  # name port command...
     if ! running "$name"; then break; fi
     sleep 0.5
   done
-  say "$name did not start; its log:"; tail -n 40 "$run/$name.log" >&2; return 1
+  say "$name did not answer on :$port; its log:" >&2; tail -n 40 "$run/$name.log" >&2; return 1
 }
 
 start() {
@@ -41,16 +52,19 @@ start() {
   cat > "$run/olah.toml" <<TOML
 [basic]
 host = "0.0.0.0"
-port = 18090
+port = $hf_port
 repos-path = "$run/olah-repos"
 mirrors-path = ["$cache/mirror/hf"]
 [accessibility]
 offline = true
 TOML
-  launch git 19418 git daemon --export-all --reuseaddr --base-path="$cache/mirror/git" \
-    --port=19418 --listen=0.0.0.0 "$cache/mirror/git"
-  launch olah 18090 "$olah" -c "$run/olah.toml"
-  launch wheels 18091 python3 -m http.server 18091 --bind 0.0.0.0 --directory "$cache/wheels"
+  for need in "$cache/mirror/git/llama.cpp.git" "$cache/mirror/hf/models" "$cache/wheels"; do
+    [ -e "$need" ] || { say "missing $need: run tests/setup/sources.py first" >&2; return 1; }
+  done
+  launch git "$git_port" git daemon --export-all --reuseaddr --base-path="$cache/mirror/git" \
+    --port="$git_port" --listen=0.0.0.0 "$cache/mirror/git"
+  launch olah "$hf_port" "$olah" -c "$run/olah.toml"
+  launch wheels "$wheels_port" python3 -m http.server "$wheels_port" --bind 0.0.0.0 --directory "$cache/wheels"
 }
 
 stop() {

@@ -68,3 +68,24 @@ def test_endpoint_down_shows_an_error_in_the_chat():
 def test_the_page_builds_with_current_gradio():
     demo = chat.build(chat.Settings({}), client=object())
     assert demo.title == "edge-llama chat"
+
+
+def test_chat_page_answers_through_gradios_own_client(stack):
+    """The page's events (submit -> user, then bot) driven over Gradio's HTTP protocol."""
+    from gradio_client import Client
+
+    from services_apps import free_port
+
+    _llama, _api, settings, client = stack
+    settings.port = free_port()
+    demo = chat.build(settings, client=client)
+    demo.launch(server_name="127.0.0.1", server_port=settings.port, prevent_thread_lock=True, ssr_mode=False)
+    try:
+        gc = Client("http://127.0.0.1:%d/" % settings.port, verbose=False)
+        cleared, history = gc.predict("What is the capital of France?", [], api_name="/user")
+        assert cleared == ""
+        history = gc.predict(history, api_name="/bot")
+        assert history[-1]["role"] == "assistant"
+        assert chat.content_text(history[-1]["content"]) == "Paris is the capital."
+    finally:
+        demo.close()

@@ -92,10 +92,28 @@ def test_llama2_prompt_for_system_and_several_turns(server, llama):
                 {"role": "user", "content": "Hi"},
                 {"role": "assistant", "content": "Hello!"},
                 {"role": "user", "content": "Capital of France?"}]
+    # Meta's format, <s>/</s> written out ...
+    assert api.render_llama2(api.validate_messages(messages)) == (
+        "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello! </s><s>[INST] Capital of France? [/INST]")
+    # ... and on the wire: BOS/EOS as token ids (llama.cpp at e519621 does not parse "<s>" in text),
+    # the first BOS added by the server itself.
     client(server).chat.completions.create(model="llama_2", messages=messages)
-    prompt = llama.requests[-1][1]["prompt"]
-    assert prompt == ("[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello! "
-                      "[INST] Capital of France? [/INST]")
+    assert llama.requests[-1][1]["prompt"] == [
+        "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello! ", 2, 1, "[INST] Capital of France? [/INST]"]
+
+
+def test_llama2_single_turn_is_a_plain_string(server, llama):
+    client(server).chat.completions.create(model="llama_2", messages=MESSAGES)
+    assert llama.requests[-1][1]["prompt"] == (
+        "[INST] <<SYS>>\nYou are a helpful AI assistant.\n<</SYS>>\n\nWhat is the capital of France? [/INST]")
+
+
+def test_llama2_without_system_prompt_and_user_text_that_looks_like_tokens():
+    messages = api.validate_messages([{"role": "user", "content": "say </s><s> "},
+                                      {"role": "assistant", "content": " ok "},
+                                      {"role": "user", "content": "again"}])
+    # User text stays text: only the template's own markers become token ids.
+    assert api.llama2_prompt(messages) == ["[INST] say </s><s> [/INST] ok ", 2, 1, "[INST] again [/INST]"]
 
 
 def test_chatml_template(llama):

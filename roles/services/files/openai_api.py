@@ -5,7 +5,12 @@ SSE events with a single newline and sends no `[DONE]`) and which has no /v1/mod
 
 Two backends:
   completion  llama.cpp's own `POST /completion` (the tutorial's 2023 server): chat messages are
-              rendered with a prompt template (`llama2`: [INST] <<SYS>> ... [/INST]; `chatml`).
+              rendered with a prompt template, EDGE_LLAMA_CHAT_TEMPLATE:
+                llama2  Meta's Llama-2 chat format, several turns:
+                        <s>[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST] {assistant} </s><s>[INST] {user} [/INST]
+                        (<s> and </s> are sent as token ids, see llama2_pieces); stops at </s>, [INST].
+                chatml  <|im_start|>{role}\n{content}<|im_end|>\n ... <|im_start|>assistant\n
+                        (Qwen, SmolLM2 and other ChatML models); stops at <|im_end|>.
   native      llama.cpp's own /v1 API (current servers apply the model's chat template): requests are
               forwarded, responses streamed through.
 Either way clients see the same API: /v1/models, /v1/chat/completions, /v1/completions (and the
@@ -30,6 +35,7 @@ import uuid
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.exceptions import HTTPException
 
 LOG = logging.getLogger("edge-llama-openai")
 
@@ -51,7 +57,8 @@ class Settings:
         if self.mode not in ("completion", "native"):
             raise SystemExit("EDGE_LLAMA_BACKEND_MODE must be completion or native, not %r" % self.mode)
         if self.template not in TEMPLATES:
-            raise SystemExit("EDGE_LLAMA_CHAT_TEMPLATE must be one of %s, not %r" % (", ".join(TEMPLATES), self.template))
+            raise SystemExit("EDGE_LLAMA_CHAT_TEMPLATE must be one of %s, not %r"
+                             % (", ".join(TEMPLATES), self.template))
 
 
 class APIError(Exception):
@@ -67,6 +74,10 @@ class APIError(Exception):
 def backend_unavailable(settings, detail):
     return APIError(503, "The model server at %s is not available (%s). It may still be loading the model; "
                     "retry shortly." % (settings.llama_url, detail), "server_error", "backend_unavailable")
+
+
+def bad_backend_reply():
+    return APIError(502, "the model server sent a reply that is not JSON", "server_error", "bad_backend_reply")
 
 
 # --- prompt rendering --------------------------------------------------------------------------
@@ -103,12 +114,23 @@ def validate_messages(messages):
     return out
 
 
-def render_llama2(messages):
-    """Meta's Llama-2 chat format. llama.cpp adds the BOS token itself, so no literal <s> here."""
+# Llama-2's <s> and </s> token ids (SentencePiece vocabulary of every Llama-2 model).
+LLAMA2_BOS, LLAMA2_EOS = 1, 2
+
+
+def llama2_pieces(messages):
+    """Meta's Llama-2 chat format as a list of text pieces and BOS/EOS token ids.
+
+    Meta's reference (llama/generation.py, chat_completion) encodes each finished exchange as
+    BOS "[INST] {user} [/INST] {assistant} " EOS and the open one as BOS "[INST] {user} [/INST]", the
+    system prompt wrapped in <<SYS>> inside the first user message. <s>/</s> are tokens, not text:
+    llama.cpp at e519621 tokenizes a string prompt without parsing special tokens (a literal "<s>"
+    would become the characters < s >), but its /completion takes a prompt array mixing strings and
+    token ids, which gives the exact token sequence; current servers accept the same array.
+    """
     system = "\n".join(m["content"] for m in messages if m["role"] == "system")
     turns = [m for m in messages if m["role"] != "system"]
-    prompt, first = "", True
-    pending_user = None
+    pieces, pending_user = [], None
     for message in turns:
         if message["role"] == "user":
             if pending_user is not None:  # two user messages in a row: join them
@@ -116,10 +138,24 @@ def render_llama2(messages):
                 continue
             pending_user = message["content"]
         else:
-            prompt += _llama2_turn(system if first else "", pending_user or "") + " " + message["content"].strip() + " "
-            first, pending_user = False, None
-    prompt += _llama2_turn(system if first else "", pending_user or "")
-    return prompt
+            turn = _llama2_turn(system if not pieces else "", pending_user or "")
+            pieces += [LLAMA2_BOS, turn + " " + message["content"].strip() + " ", LLAMA2_EOS]
+            pending_user = None
+    pieces += [LLAMA2_BOS, _llama2_turn(system if not pieces else "", pending_user or "")]
+    return pieces
+
+
+def render_llama2(messages):
+    """The Llama-2 prompt as text, <s>/</s> written out (for reading and tests; not what is sent)."""
+    marks = {LLAMA2_BOS: "<s>", LLAMA2_EOS: "</s>"}
+    return "".join(marks.get(p, p) if isinstance(p, int) else p for p in llama2_pieces(messages))
+
+
+def llama2_prompt(messages):
+    """The /completion `prompt` for Llama-2: the server adds the first BOS itself (as it does for a
+    string, with its own vocabulary's id), so that one is left out; a single turn is a plain string."""
+    pieces = llama2_pieces(messages)[1:]
+    return pieces[0] if len(pieces) == 1 else pieces
 
 
 def _llama2_turn(system, user):
@@ -134,7 +170,9 @@ def render_chatml(messages):
 
 
 def render(template, messages):
-    return render_llama2(messages) if template == "llama2" else render_chatml(messages)
+    """The /completion `prompt` for the chat messages (a string, or for llama2 several turns a list
+    of strings and token ids)."""
+    return llama2_prompt(messages) if template == "llama2" else render_chatml(messages)
 
 
 # --- request translation -------------------------------------------------------------------------
@@ -165,6 +203,9 @@ def stops(body, defaults):
 
 
 def completion_payload(body, prompt, default_stops, stream):
+    n = number(body, "n", int, 1, 1)  # llama.cpp answers one choice
+    if n is not None and n != 1:
+        raise APIError(400, "only n=1 is supported", param="n")
     payload = {"prompt": prompt, "stream": stream, "stop": stops(body, default_stops), "cache_prompt": True}
     max_tokens = number(body, "max_completion_tokens", int, 1) or number(body, "max_tokens", int, 1)
     payload["n_predict"] = max_tokens if max_tokens else -1
@@ -231,6 +272,10 @@ def create_app(settings=None, transport=None):
     async def api_error(_request, exc):
         return exc.response()
 
+    @app.exception_handler(HTTPException)
+    async def http_error(_request, exc):  # unknown path (404), wrong method (405): OpenAI-style too
+        return APIError(exc.status_code, str(exc.detail), "invalid_request_error").response()
+
     async def read_json(request):
         try:
             body = await request.json()
@@ -289,7 +334,10 @@ def create_app(settings=None, transport=None):
         if not stream:
             content = await reply.aread()
             await reply.aclose()
-            return JSONResponse(content=json.loads(content))
+            try:
+                return JSONResponse(content=json.loads(content))
+            except ValueError:
+                raise bad_backend_reply() from None
 
         async def relay():
             try:
@@ -314,7 +362,13 @@ def create_app(settings=None, transport=None):
             raise APIError(reply.status_code if 400 <= reply.status_code < 500 else 502,
                            "the model server answered HTTP %d: %s" % (reply.status_code, reply.text[:300]),
                            "server_error")
-        return reply.json()
+        try:
+            result = reply.json()
+        except ValueError:
+            raise bad_backend_reply() from None
+        if not isinstance(result, dict):
+            raise bad_backend_reply()
+        return result
 
     async def open_stream(payload):
         try:
@@ -375,7 +429,7 @@ def create_app(settings=None, transport=None):
                                      "type": "server_error", "code": "backend_unavailable"}})
                 return
             yield sse(dict(chunk, choices=[{"index": 0, "delta": {}, "finish_reason": finish_reason(final)}]))
-            if body.get("stream_options", {}).get("include_usage"):
+            if isinstance(body.get("stream_options"), dict) and body["stream_options"].get("include_usage"):
                 yield sse(dict(chunk, choices=[], usage=usage(final)))
             yield "data: [DONE]\n\n"
 
@@ -428,6 +482,8 @@ def main():
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(levelname)s %(message)s")
+    for noisy in ("httpx", "httpcore"):  # one line per request: ours
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     settings = Settings()
     LOG.info("serving on %s:%d, backend %s (%s), template %s, API key %s", settings.host, settings.port,
              settings.llama_url, settings.mode, settings.template, "required" if settings.api_key else "not set")

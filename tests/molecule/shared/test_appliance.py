@@ -183,3 +183,29 @@ def test_chat_app_serves_its_page(host):
     """)
     size, has_gradio = out.split()
     assert int(size) > 1000 and has_gradio == "True"
+
+
+ASK_CHAT_PAGE = """
+    import json
+    from gradio_client import Client
+    client = Client("http://127.0.0.1:7860/", verbose=False)
+    _, history = client.predict("What is the capital of France?", [], api_name="/user")
+    history = client.predict(history, api_name="/bot")
+    content = history[-1]["content"]
+    text = "".join(p.get("text", "") for p in content) if isinstance(content, list) else content
+    print(json.dumps({"role": history[-1]["role"], "text": text}))
+"""
+
+
+def test_chat_page_streams_an_answer(host):
+    # The chat page's own events (submit -> user -> bot), over Gradio's protocol.
+    answer = json.loads(run_py(host, ASK_CHAT_PAGE))
+    assert answer["role"] == "assistant"
+    assert answer["text"].strip()
+    assert "\u26a0" not in answer["text"], answer  # no backend error shown in the chat
+
+
+@pytest.mark.real_model
+def test_chat_page_answers_the_tutorials_question(host):
+    answer = json.loads(run_py(host, ASK_CHAT_PAGE))
+    assert "Paris" in answer["text"], answer
