@@ -2,6 +2,8 @@
 
 The backend is tests/unit/fake_llama.py, which replays llama.cpp's wire formats (2023 /completion
 SSE, current /v1) and records what the endpoint sent; molecule runs the real llama.cpp.
+RECORDED_* below are bytes captured from the real tutorial server, so the parser is also checked
+against the exact format.
 """
 
 import json
@@ -230,3 +232,120 @@ def test_bad_settings_are_refused():
         api.Settings({"EDGE_LLAMA_BACKEND_MODE": "magic"})
     with pytest.raises(SystemExit, match="EDGE_LLAMA_CHAT_TEMPLATE"):
         api.Settings({"EDGE_LLAMA_CHAT_TEMPLATE": "alpaca"})
+
+
+# Captured from llama.cpp's server built at the tutorial's commit e519621 (examples/server/server.cpp:
+# format_partial_response / format_final_response, each event "data: " + json + "\n\n", no [DONE];
+# built from the byte-identical copy vendored in llama-cpp-python 0.2.7 with `make server`), running the
+# 2-layer test model of tests/setup/make_tiny_gguf.py (hence the noise), for
+# {"prompt": "[INST] What is the capital of France? [/INST]", "n_predict": 4, "stream": true,
+#  "temperature": 0, "stop": ["</s>", "[INST]"], "seed": 7}.
+RECORDED_E519621_STREAM = (
+    b'data: {"content":"was","stop":false}\n\ndata: {"content":" than","stop":false}\n\n'
+    b'data: {"content":"9","stop":false}\n\ndata: {"content":"v","stop":false}\n\n'
+    b'data: {"content":"","generation_settings":{"frequency_penalty":0.0,"grammar":"","ignore_eos":false,'
+    b'"logit_bias":[],"mirostat":0,"mirostat_eta":0.10000000149011612,"mirostat_tau":5.0,"model":"llama_2",'
+    b'"n_ctx":512,"n_keep":0,"n_predict":4,"n_probs":0,"penalize_nl":true,"presence_penalty":0.0,'
+    b'"repeat_last_n":64,"repeat_penalty":1.100000023841858,"seed":7,"stop":["</s>","[INST]"],"stream":true,'
+    b'"temp":0.0,"tfs_z":1.0,"top_k":40,"top_p":0.949999988079071,"typical_p":1.0},"model":"llama_2",'
+    b'"prompt":"[INST] What is the capital of France? [/INST]","stop":true,"stopped_eos":false,'
+    b'"stopped_limit":true,"stopped_word":false,"stopping_word":"","timings":{"predicted_ms":247.213,'
+    b'"predicted_n":3,"predicted_per_second":12.135284147678316,"predicted_per_token_ms":82.40433333333333,'
+    b'"prompt_ms":164.873,"prompt_n":29,"prompt_per_second":175.89296003590644,'
+    b'"prompt_per_token_ms":5.685275862068965},"tokens_cached":40,"tokens_evaluated":37,"tokens_predicted":4,'
+    b'"truncated":false}\n\n'
+)
+# The same server, same request without "stream" (JSON, trimmed to the fields the endpoint reads).
+RECORDED_E519621_JSON = (
+    b'{"content":"was than9v","model":"llama_2","stop":true,"stopped_eos":false,"stopped_limit":true,'
+    b'"stopped_word":false,"stopping_word":"","tokens_evaluated":37,"tokens_predicted":4,"truncated":false}'
+)
+
+
+@pytest.fixture
+def recorded():
+    """The endpoint in-process (Starlette's TestClient, an httpx.Client the SDK accepts), its backend an
+    httpx.MockTransport that answers /completion with the recorded bytes."""
+    from starlette.testclient import TestClient
+
+    sent = []
+
+    def handler(request):
+        body = json.loads(request.content)
+        sent.append((request.url.path, body))
+        if request.url.path != "/completion":
+            return httpx.Response(404)
+        if body.get("stream"):
+            return httpx.Response(200, content=RECORDED_E519621_STREAM, headers={"Content-Type": "text/event-stream"})
+        return httpx.Response(200, content=RECORDED_E519621_JSON, headers={"Content-Type": "application/json"})
+
+    settings = api.Settings({"EDGE_LLAMA_LLAMA_URL": "http://llama.invalid:8080"})
+    app = api.create_app(settings, transport=httpx.MockTransport(handler))
+    with TestClient(app, base_url="http://testserver") as http:
+        sdk = openai.OpenAI(base_url="http://testserver/v1", api_key="x", max_retries=0, http_client=http)
+        yield sdk, http, sent
+
+
+def test_recorded_2023_stream_reaches_the_sdk(recorded):
+    sdk, _http, sent = recorded
+    chunks = list(sdk.chat.completions.create(model="llama_2", messages=MESSAGES, stream=True, max_tokens=4,
+                                              temperature=0, stop="</s>", seed=7))
+    assert [c.choices[0].delta.content for c in chunks[1:-1]] == ["was", " than", "9", "v"]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    assert chunks[-1].choices[0].finish_reason == "length"
+    assert sent[-1][1]["stop"] == ["</s>", "[INST]"]  # a string stop becomes the list llama.cpp wants
+    assert sent[-1][1]["n_predict"] == 4 and sent[-1][1]["seed"] == 7 and sent[-1][1]["stream"] is True
+
+
+def test_recorded_2023_stream_with_usage(recorded):
+    sdk, _http, _sent = recorded
+    chunks = list(sdk.chat.completions.create(model="llama_2", messages=MESSAGES, stream=True,
+                                              stream_options={"include_usage": True}))
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 4
+    assert chunks[-1].usage.prompt_tokens == 37
+
+
+def test_recorded_2023_json_reaches_the_sdk(recorded):
+    sdk, _http, _sent = recorded
+    reply = sdk.chat.completions.create(model="llama_2", messages=MESSAGES)
+    assert reply.choices[0].message.content == "was than9v"
+    assert reply.choices[0].finish_reason == "length"
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens, reply.usage.total_tokens) == (37, 4, 41)
+    text = sdk.completions.create(model="llama_2", prompt="x", stream=True)
+    assert "".join(c.choices[0].text for c in text) == "was than9v"
+
+
+@pytest.mark.parametrize("path,method,status", [("/v1/nothing", "GET", 404), ("/v1/chat/completions", "GET", 405)])
+def test_unknown_routes_answer_openai_errors(recorded, path, method, status):
+    _sdk, http, _sent = recorded
+    reply = http.request(method, path)
+    assert reply.status_code == status
+    assert set(reply.json()["error"]) >= {"message", "type", "code"}
+
+
+def test_only_one_choice(recorded):
+    _sdk, http, _sent = recorded
+    reply = http.post("/v1/chat/completions", json={"messages": MESSAGES, "n": 2})
+    assert reply.status_code == 400 and reply.json()["error"]["param"] == "n"
+
+
+def test_one_log_line_per_request_without_prompt_or_key(caplog):
+    from starlette.testclient import TestClient
+
+    def handler(request):
+        return httpx.Response(200, content=RECORDED_E519621_JSON, headers={"Content-Type": "application/json"})
+
+    settings = api.Settings({"EDGE_LLAMA_API_KEY": "s3cret-key"})
+    app = api.create_app(settings, transport=httpx.MockTransport(handler))
+    caplog.set_level("INFO", logger="edge-llama-openai")
+    with TestClient(app) as http:
+        ok = http.post("/v1/chat/completions", json={"messages": MESSAGES},
+                       headers={"Authorization": "Bearer s3cret-key"})
+        denied = http.post("/v1/chat/completions", json={"messages": MESSAGES},
+                           headers={"Authorization": "Bearer wrong"})
+    assert (ok.status_code, denied.status_code) == (200, 401)
+    lines = [r.getMessage() for r in caplog.records if r.name == "edge-llama-openai"]
+    assert len(lines) == 2
+    assert lines[0].startswith("POST /v1/chat/completions 200") and lines[1].startswith("POST /v1/chat/completions 401")
+    assert not any("capital" in line or "s3cret" in line or "wrong" in line for line in lines)
