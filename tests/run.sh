@@ -12,7 +12,7 @@ python tests/setup/sources.py
 tests/setup/mirrors.sh start
 trap 'tests/setup/mirrors.sh stop || true' EXIT
 echo "edge-llama: set-up took $(( $(date +%s) - start )) s"
-mkdir -p tests/artifacts
+mkdir -p tests/artifacts "$EDGE_LLAMA_CACHE/ccache"   # the test hosts bind-mount the shared ccache
 # Fast tests first; each scenario after them. pytest's closing line counts everything.
 set +e
 python -m pytest -p no:cacheprovider -v --durations=0 \
