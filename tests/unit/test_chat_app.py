@@ -29,6 +29,76 @@ def test_tutorial_pairs_are_still_understood():
         {"role": "user", "content": "Again"}]
 
 
+def test_history_as_current_gradio_hands_it_over():
+    """What Gradio 6's Chatbot gives an event handler: content as a list of text parts, plus metadata."""
+    import gradio as gr
+
+    box = gr.Chatbot()
+    shown = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+             {"role": "user", "content": "Capital of France?"}]
+    handed_over = box.preprocess(box.postprocess(shown))
+    assert chat.to_oai_chat(handed_over, "Be brief.") == [{"role": "system", "content": "Be brief."}] + shown
+
+
+def test_settings_defaults():
+    settings = chat.Settings({})
+    assert (settings.host, settings.port, settings.base_url) == ("127.0.0.1", 7860, "http://127.0.0.1:8081/v1")
+    assert (settings.model, settings.temperature, settings.max_tokens) == ("llama_2", 0.0, 512)
+    assert settings.system_prompt == "You are a helpful AI assistant."
+    assert settings.api_key == "none"  # the SDK insists on a key; the endpoint ignores it when it has none
+    with pytest.raises(SystemExit):
+        chat.Settings({"EDGE_LLAMA_MAX_TOKENS": "many"})
+
+
+def sdk_over(handler):
+    import httpx
+
+    return openai.OpenAI(base_url="http://endpoint.invalid/v1", api_key="none", max_retries=0,
+                         http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+
+
+def test_request_carries_the_settings_and_an_empty_message_sends_nothing():
+    import json
+
+    import httpx
+
+    sent = []
+
+    def handler(request):
+        sent.append(json.loads(request.content))
+        return httpx.Response(200, headers={"Content-Type": "text/event-stream"}, content=(
+            b'data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"llama_2","choices":'
+            b'[{"index":0,"delta":{"role":"assistant","content":null},"finish_reason":null}]}\n\n'
+            b'data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"llama_2","choices":'
+            b'[{"index":0,"delta":{"content":"Paris"},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'))
+
+    settings = chat.Settings({"EDGE_LLAMA_TEMPERATURE": "0.2", "EDGE_LLAMA_MAX_TOKENS": "64"})
+    steps = list(chat.stream_answer(sdk_over(handler), settings, [{"role": "user", "content": "Capital?"}]))
+    assert steps[-1][-1] == {"role": "assistant", "content": "Paris"}
+    assert sent[0]["stream"] is True and sent[0]["temperature"] == 0.2 and sent[0]["max_tokens"] == 64
+    assert sent[0]["model"] == "llama_2" and sent[0]["messages"][0]["role"] == "system"
+    # An empty submission adds nothing, and the bot then asks nothing.
+    assert list(chat.stream_answer(sdk_over(handler), settings, [])) == [[]]
+    assert len(sent) == 1
+
+
+def test_error_in_the_middle_of_a_stream_ends_the_answer_with_a_message():
+    import httpx
+
+    def handler(request):
+        return httpx.Response(200, headers={"Content-Type": "text/event-stream"}, content=(
+            b'data: {"id":"c","object":"chat.completion.chunk","created":0,"model":"llama_2","choices":'
+            b'[{"index":0,"delta":{"role":"assistant","content":"Par"},"finish_reason":null}]}\n\n'
+            b'data: {"error":{"message":"the model server stopped answering (ReadError)",'
+            b'"type":"server_error","code":"backend_unavailable"}}\n\n'))
+
+    history = [{"role": "user", "content": "Hi"}]
+    steps = [h[-1]["content"] for h in chat.stream_answer(sdk_over(handler), chat.Settings({}), history)]
+    assert steps[0] == "Par"
+    assert steps[-1].startswith("Par\n\n⚠️")
+    assert "stopped answering" in steps[-1]
+
+
 @pytest.fixture
 def stack():
     llama = FakeLlama()

@@ -13,7 +13,10 @@ Configuration (environment, usually /etc/edge-llama/chat-app.env):
 
 import os
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the appliance is offline
+# The appliance is offline: no Gradio analytics or version check, no Hugging Face Hub calls.
+for _name, _value in (("GRADIO_ANALYTICS_ENABLED", "False"), ("HF_HUB_OFFLINE", "1"),
+                      ("HF_HUB_DISABLE_TELEMETRY", "1"), ("DO_NOT_TRACK", "1")):
+    os.environ.setdefault(_name, _value)
 
 import gradio as gr  # noqa: E402
 import openai  # noqa: E402
@@ -30,8 +33,11 @@ class Settings:
         self.api_key = env.get("EDGE_LLAMA_OPENAI_API_KEY", "") or "none"
         self.model = env.get("EDGE_LLAMA_MODEL_ALIAS", "llama_2")
         self.system_prompt = env.get("EDGE_LLAMA_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT)
-        self.temperature = float(env.get("EDGE_LLAMA_TEMPERATURE", "0"))
-        self.max_tokens = int(env.get("EDGE_LLAMA_MAX_TOKENS", "512"))
+        try:
+            self.temperature = float(env.get("EDGE_LLAMA_TEMPERATURE", "0"))
+            self.max_tokens = int(env.get("EDGE_LLAMA_MAX_TOKENS", "512"))
+        except ValueError as exc:
+            raise SystemExit("EDGE_LLAMA_TEMPERATURE / EDGE_LLAMA_MAX_TOKENS: %s" % exc) from None
 
 
 def content_text(content):
@@ -70,6 +76,9 @@ def stream_answer(client, settings, history):
     """Yield the history with the assistant's answer growing; an error becomes the answer."""
     history = list(history or [])
     messages = to_oai_chat(history, settings.system_prompt)
+    if messages[-1:] == [] or messages[-1]["role"] != "user":  # nothing asked (an empty message)
+        yield history
+        return
     answer = {"role": "assistant", "content": ""}
     history.append(answer)
     try:
@@ -93,16 +102,19 @@ def stream_answer(client, settings, history):
         detail = error.get("message", exc.message) if isinstance(error, dict) else exc.message
         answer["content"] += "\n\n⚠️ The model endpoint answered %d: %s" % (exc.status_code, detail)
         yield history
-    except openai.APIError as exc:
+    except openai.APIConnectionError as exc:  # refused, reset, timed out
         answer["content"] += "\n\n⚠️ The model endpoint is not reachable (%s). It may be restarting; " \
                              "try again in a moment." % type(exc).__name__
+        yield history
+    except Exception as exc:  # an error event mid-stream, a malformed reply: say so in the chat
+        answer["content"] += "\n\n⚠️ The answer was cut off: %s" % (getattr(exc, "message", None) or exc)
         yield history
 
 
 def build(settings=None, client=None):
     settings = settings or Settings()
     client = client or openai.OpenAI(base_url=settings.base_url, api_key=settings.api_key, timeout=600, max_retries=0)
-    with gr.Blocks(title="edge-llama chat") as demo:
+    with gr.Blocks(title="edge-llama chat", analytics_enabled=False) as demo:
         gr.Markdown("### edge-llama: %s on this machine" % settings.model)
         chatbot = gr.Chatbot(height=650, label="Chat")
         msg = gr.Textbox(label="Message", placeholder="Ask something and press Enter")
@@ -110,6 +122,8 @@ def build(settings=None, client=None):
 
         def user(user_message, history):
             """Append the submitted question to the history."""
+            if not (user_message or "").strip():
+                return "", list(history or [])
             return "", list(history or []) + [{"role": "user", "content": user_message}]
 
         def bot(history):
