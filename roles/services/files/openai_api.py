@@ -237,6 +237,12 @@ def sse(obj):
     return "data: %s\n\n" % json.dumps(obj, ensure_ascii=False)
 
 
+def stream_error(exc):
+    """The error event sent when the model server drops a stream half-way."""
+    return {"error": {"message": "the model server stopped answering (%s)" % type(exc).__name__,
+                      "type": "server_error", "code": "backend_unavailable"}}
+
+
 # --- the app -------------------------------------------------------------------------------------
 
 def create_app(settings=None, transport=None):
@@ -344,8 +350,7 @@ def create_app(settings=None, transport=None):
                 async for chunk in reply.aiter_raw():
                     yield chunk
             except httpx.HTTPError as exc:
-                yield sse({"error": {"message": "the model server stopped answering (%s)" % type(exc).__name__,
-                                     "type": "server_error", "code": "backend_unavailable"}})
+                yield sse(stream_error(exc))
             finally:
                 await reply.aclose()
 
@@ -393,6 +398,25 @@ def create_app(settings=None, transport=None):
         finally:
             await reply.aclose()
 
+    async def translate_stream(reply, piece, opening=None, closing=None):
+        """llama.cpp's /completion events as OpenAI SSE; piece(text, finish_reason) shapes one chunk."""
+        if opening is not None:
+            yield sse(opening)
+        final = {}
+        try:
+            async for event in llama_events(reply):
+                if event.get("content"):
+                    yield sse(piece(event["content"], None))
+                if event.get("stop"):
+                    final = event
+        except httpx.HTTPError as exc:
+            yield sse(stream_error(exc))
+            return
+        yield sse(piece(None, finish_reason(final)))
+        for extra in closing(final) if closing else ():
+            yield sse(extra)
+        yield "data: [DONE]\n\n"
+
     @app.post("/v1/chat/completions")
     @app.post("/chat/completions")
     async def chat_completions(request: Request):
@@ -412,28 +436,19 @@ def create_app(settings=None, transport=None):
                 "finish_reason": finish_reason(result), "logprobs": None}], usage=usage(result))
         reply = await open_stream(payload)
 
-        async def events():
-            chunk = dict(base, object="chat.completion.chunk")
-            yield sse(dict(chunk, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                            "finish_reason": None}]))
-            final = {}
-            try:
-                async for event in llama_events(reply):
-                    if event.get("content"):
-                        yield sse(dict(chunk, choices=[{"index": 0, "delta": {"content": event["content"]},
-                                                        "finish_reason": None}]))
-                    if event.get("stop"):
-                        final = event
-            except httpx.HTTPError as exc:
-                yield sse({"error": {"message": "the model server stopped answering (%s)" % type(exc).__name__,
-                                     "type": "server_error", "code": "backend_unavailable"}})
-                return
-            yield sse(dict(chunk, choices=[{"index": 0, "delta": {}, "finish_reason": finish_reason(final)}]))
-            if isinstance(body.get("stream_options"), dict) and body["stream_options"].get("include_usage"):
-                yield sse(dict(chunk, choices=[], usage=usage(final)))
-            yield "data: [DONE]\n\n"
+        chunk = dict(base, object="chat.completion.chunk")
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        def piece(text, finish):
+            delta = {"content": text} if text is not None else {}
+            return dict(chunk, choices=[{"index": 0, "delta": delta, "finish_reason": finish}])
+
+        def closing(final):
+            if isinstance(body.get("stream_options"), dict) and body["stream_options"].get("include_usage"):
+                yield dict(chunk, choices=[], usage=usage(final))
+
+        opening = dict(chunk, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                        "finish_reason": None}])
+        return StreamingResponse(translate_stream(reply, piece, opening, closing), media_type="text/event-stream")
 
     @app.post("/v1/completions")
     @app.post("/completions")
@@ -456,24 +471,10 @@ def create_app(settings=None, transport=None):
                                         "finish_reason": finish_reason(result)}], usage=usage(result))
         reply = await open_stream(payload)
 
-        async def events():
-            final = {}
-            try:
-                async for event in llama_events(reply):
-                    if event.get("content"):
-                        yield sse(dict(base, choices=[{"index": 0, "text": event["content"], "logprobs": None,
-                                                       "finish_reason": None}]))
-                    if event.get("stop"):
-                        final = event
-            except httpx.HTTPError as exc:
-                yield sse({"error": {"message": "the model server stopped answering (%s)" % type(exc).__name__,
-                                     "type": "server_error", "code": "backend_unavailable"}})
-                return
-            yield sse(dict(base, choices=[{"index": 0, "text": "", "logprobs": None,
-                                           "finish_reason": finish_reason(final)}]))
-            yield "data: [DONE]\n\n"
+        def piece(text, finish):
+            return dict(base, choices=[{"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}])
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return StreamingResponse(translate_stream(reply, piece), media_type="text/event-stream")
 
     return app
 
