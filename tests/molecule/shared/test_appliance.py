@@ -23,7 +23,8 @@ def run_py(host, code, timeout=300):
     """Run Python in the services' virtualenv on the host and return its stdout."""
     script = textwrap.dedent(code)
     cmd = host.run("timeout %d %s - <<'PYEOF'\n%s\nPYEOF" % (timeout, VENV_PY, script))
-    assert cmd.rc == 0, "python on %s failed (rc %s):\n%s\n%s" % (host.backend.get_pytest_id(), cmd.rc, cmd.stdout, cmd.stderr)
+    assert cmd.rc == 0, "python on %s failed (rc %s):\n%s\n%s" % (
+        host.backend.get_pytest_id(), cmd.rc, cmd.stdout, cmd.stderr)
     return cmd.stdout
 
 
