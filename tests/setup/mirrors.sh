@@ -19,13 +19,13 @@ git_port=${EDGE_LLAMA_GIT_PORT:-19418}
 hf_port=${EDGE_LLAMA_HF_PORT:-18090}
 wheels_port=${EDGE_LLAMA_WHEELS_PORT:-18091}
 
-olah_python() {
-  if [ ! -x "$cache/olah-venv/bin/olah-cli" ]; then  # normally done by bootstrap.sh
-    say "installing olah==0.5.4 into .cache/olah-venv" >&2
-    python3 -m venv "$cache/olah-venv"
-    "$cache/olah-venv/bin/python" -m pip install -q olah==0.5.4 >&2
+olah_cli() {
+  local cli="$cache/olah-venv/bin/olah-cli"
+  if [ ! -x "$cli" ]; then
+    say "olah is not installed in .cache/olah-venv: run tests/setup/bootstrap.sh first" >&2
+    return 1
   fi
-  echo "$cache/olah-venv/bin/olah-cli"
+  echo "$cli"
 }
 
 running() { [ -f "$run/$1.pid" ] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
@@ -48,7 +48,7 @@ launch() {  # name port command...
 }
 
 start() {
-  local olah; olah=$(olah_python)
+  local olah; olah=$(olah_cli)
   cat > "$run/olah.toml" <<TOML
 [basic]
 host = "0.0.0.0"
