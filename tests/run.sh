@@ -12,11 +12,11 @@ python tests/setup/sources.py
 tests/setup/mirrors.sh start
 trap 'tests/setup/mirrors.sh stop || true' EXIT
 echo "edge-llama: set-up took $(( $(date +%s) - start )) s"
-mkdir -p tests/artifacts "$EDGE_LLAMA_CACHE/ccache"   # the test hosts bind-mount the shared ccache
+mkdir -p tests/artifacts "$EDGE_LLAMA_CACHE/ccache" "$EDGE_LLAMA_CACHE/apt-cuda"   # bind-mounted by the test hosts
 # Fast tests first; each scenario after them. pytest's closing line counts everything.
 set +e
 python -m pytest -p no:cacheprovider -v --durations=0 \
-  tests/unit tests/test_lint.py tests/test_scenarios.py "$@"
+  tests/unit tests/test_lint.py tests/test_preflight.py tests/test_scenarios.py "$@"
 rc=$?
 set -e
 echo "edge-llama: whole suite took $(( $(date +%s) - start )) s"

@@ -1,0 +1,222 @@
+"""playbooks/preflight.yml against a fleet of two hosts, run for real by ansible-playbook.
+
+What cannot exist here is faked, and only that: each host's nvidia-smi is a script replaying output
+captured from a real device (tests/unit/fixtures/nvidia_smi/, sources in each SOURCE.md), and nvcc a
+script printing what Debian's CUDA 11.8 nvcc prints. The model's header comes over HTTP from a
+server with the hub's layout (tests/unit/hubserver.py): a GGUF v2 written by gguf 0.4.4 with the
+tensor table of Llama-2-70B Q4_K_M (80 layers, n_embd 8192, 8 KV heads) and no tensor data, since
+the preflight reads only the header. The hosts are this machine over a local connection; the
+checks only read, and the play after them only writes into a temporary directory.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "unit"))
+
+from hubserver import Hub  # noqa: E402
+
+gguf = pytest.importorskip("gguf")
+
+SMI_CASES = REPO / "tests" / "unit" / "fixtures" / "nvidia_smi"
+REPO_ID, FILENAME = "TheBloke/Llama-2-70B-chat-GGUF", "llama-2-70b-chat.Q4_K_M.gguf"
+NVCC = "Cuda compilation tools, release %s, V%s\n"
+
+
+def header_only_70b(path):
+    q4k, q6k, f32 = gguf.GGMLQuantizationType.Q4_K, gguf.GGMLQuantizationType.Q6_K, gguf.GGMLQuantizationType.F32
+    size = {q4k: (256, 144), q6k: (256, 210), f32: (1, 4)}
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("LLaMA v2")
+    writer.add_context_length(4096)
+    writer.add_embedding_length(8192)
+    writer.add_block_count(80)
+    writer.add_feed_forward_length(28672)
+    writer.add_head_count(64)
+    writer.add_head_count_kv(8)
+    writer.add_file_type(15)  # MOSTLY_Q4_K_M
+    writer.add_token_list(["<unk>", "<s>", "</s>"] + ["tok%d" % i for i in range(31997)])
+
+    def tensor(name, shape, kind):
+        elems = 1
+        for dim in shape:
+            elems *= dim
+        block, nbytes = size[kind]
+        writer.add_tensor_info(name, shape, None, elems // block * nbytes, raw_dtype=kind)
+
+    tensor("token_embd.weight", [32000, 8192], q4k)
+    tensor("output_norm.weight", [8192], f32)
+    tensor("output.weight", [32000, 8192], q6k)
+    for i in range(80):
+        for part, shape, kind in [
+            ("attn_norm", [8192], f32),
+            ("ffn_norm", [8192], f32),
+            ("attn_q", [8192, 8192], q4k),
+            ("attn_k", [1024, 8192], q4k),
+            ("attn_v", [1024, 8192], q6k),
+            ("attn_output", [8192, 8192], q4k),
+            ("ffn_gate", [28672, 8192], q4k),
+            ("ffn_up", [28672, 8192], q4k),
+            ("ffn_down", [8192, 28672], q6k if i % 2 else q4k),
+        ]:
+            tensor("blk.%d.%s.weight" % (i, part), shape, kind)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_ti_data_to_file()
+    writer.close()
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    data = header_only_70b(tmp_path_factory.mktemp("gguf") / FILENAME)
+    with Hub({(REPO_ID, FILENAME): data}) as server:
+        yield server
+
+
+def fake_tool(path, outputs):
+    """A script that answers like the real tool: outputs = [(argument substring or '', text, rc)]."""
+    lines = ["#!/bin/sh", 'case "$*" in']
+    for pattern, text, rc in outputs:
+        lines.append("  *%s*) cat <<'EOF'\n%sEOF\n    exit %d;;" % (pattern, text, rc))
+    lines.append("esac")
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def smi_from(case, first_gpu_only=False):
+    query = (SMI_CASES / case / "query.txt").read_text()
+    if first_gpu_only:
+        query = query.splitlines(True)[0]
+    query_rc = int((SMI_CASES / case / "query.rc").read_text())
+    smi = (SMI_CASES / case / "smi.txt").read_text()
+    smi_rc = int((SMI_CASES / case / "smi.rc").read_text())
+    return [("--query-gpu=", query, query_rc), ("", smi, smi_rc)]
+
+
+def run_fleet(tmp_path, hub, hosts, **group_vars):
+    """Run preflight.yml, then a play that writes tmp/changed/<host>, on the given hosts."""
+    host_vars = {}
+    for name, spec in hosts.items():
+        tools = tmp_path / name
+        (tools / "bin").mkdir(parents=True)
+        fake_tool(tools / "bin" / "nvcc", [("--version", NVCC % spec.get("nvcc", ("11.8", "11.8.89")), 0)])
+        host_vars[name] = {
+            "preflight_nvidia_smi": fake_tool(tools / "nvidia-smi", spec["smi"]),
+            "preflight_cuda_home": str(tools),
+        }
+        host_vars[name].update(spec.get("vars", {}))
+    inventory = {
+        "llm_appliances": {
+            "hosts": host_vars,
+            "vars": {
+                "ansible_connection": "local",
+                "ansible_become": False,
+                "ansible_python_interpreter": sys.executable,
+                "llama_cpp_backend": "cuda",
+                "preflight_driver_install": False,
+                "preflight_hf_endpoint": hub.url,
+                "preflight_model_repo_id": REPO_ID,
+                "preflight_model_filename": FILENAME,
+                "preflight_model_dir": str(tmp_path / "models"),
+                **group_vars,
+            },
+        }
+    }
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    changed = tmp_path / "changed"
+    (tmp_path / "fleet.yml").write_text(
+        "- name: Preflight\n  ansible.builtin.import_playbook: %s/playbooks/preflight.yml\n"
+        "- name: The first change\n  hosts: llm_appliances\n  gather_facts: false\n  tasks:\n"
+        "    - name: Change something\n      ansible.builtin.copy:\n"
+        "        dest: '%s/{{ inventory_hostname }}'\n        content: changed\n        mode: '0644'\n"
+        "    - name: Show the verdict\n      ansible.builtin.debug:\n        var: preflight_result\n" % (REPO, changed)
+    )
+    changed.mkdir()
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_CALLBACK_RESULT_FORMAT="yaml",
+        ANSIBLE_CACHE_PLUGIN="memory",
+    )
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", str(tmp_path / "inventory.yml"), str(tmp_path / "fleet.yml")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    return proc, proc.stdout + proc.stderr, sorted(p.name for p in changed.iterdir())
+
+
+A6000 = {"smi": smi_from("multi_gpu", first_gpu_only=True)}
+
+
+def test_one_host_without_a_driver_stops_the_fleet_before_any_change(tmp_path, hub):
+    proc, out, changed = run_fleet(tmp_path, hub, {"orin-a": A6000, "orin-b": {"smi": smi_from("no_driver")}})
+    assert proc.returncode != 0, out
+    assert changed == [], "a host changed before the fleet was checked:\n" + out
+    assert "orin-b: llama_cpp_backend is cuda but there is no working NVIDIA GPU (not_loaded" in out
+    assert "couldn't communicate with the NVIDIA driver" in out
+    assert "no CUDA-capable device is detected" in out  # why: what the cuBLAS build does without one
+    assert "orin-a: llama_cpp_backend is cuda but" not in out
+
+
+def test_70b_fits_an_a6000_fully_offloaded(tmp_path, hub):
+    proc, out, changed = run_fleet(tmp_path, hub, {"orin-a": A6000, "orin-c": A6000})
+    assert proc.returncode == 0, out
+    assert changed == ["orin-a", "orin-c"]
+    # 46068 MiB (this A6000 runs with ECC on) less the 512 MiB reserve; about 43 GB needed.
+    assert "needs about 41338 MiB" in out and "of the 45556 MiB of GPU memory available" in out, out
+    assert "1280 KV cache" in out  # the tutorial's log: KV 1280 MB
+    assert "n_gpu_layers" not in out.split("PLAY [The first change]")[1]  # every layer: the server's -ngl
+
+
+def test_a_model_that_does_not_fit_fails_with_the_numbers_and_the_choices(tmp_path, hub):
+    busy = {"smi": A6000["smi"], "vars": {"preflight_memory_reserve_mib": 16384}}  # a GPU shared with others
+    proc, out, changed = run_fleet(tmp_path, hub, {"orin-a": busy})
+    assert proc.returncode != 0 and changed == []
+    assert "needs about 41338 MiB at -c 4096" in out and "the GPUs have 29684 MiB" in out, out
+    assert "a smaller quantisation" in out and "a shorter context" in out
+    assert "preflight_partial_offload: true to run" in out and "of 80 layers on the GPU" in out
+
+
+def test_partial_offload_runs_the_largest_ngl_that_fits(tmp_path, hub):
+    busy = {"smi": A6000["smi"], "vars": {"preflight_memory_reserve_mib": 16384, "preflight_partial_offload": True}}
+    proc, out, changed = run_fleet(tmp_path, hub, {"orin-a": busy})
+    assert proc.returncode == 0, out
+    verdict = yaml.safe_load(out.split("preflight_result:", 1)[1].split("\n\n")[0].replace("\n    ", "\n"))
+    layers = verdict["n_gpu_layers"]
+    # Each layer is ~490 MiB of weights plus 16 MiB of KV cache: 29684 MiB holds 57 or so, not 80.
+    assert 50 <= layers <= 60, verdict
+
+
+def test_toolkit_newer_than_the_driver_is_refused(tmp_path, hub):
+    new_toolkit = {"smi": A6000["smi"], "nvcc": ("12.6", "12.6.85")}
+    proc, out, changed = run_fleet(tmp_path, hub, {"orin-a": new_toolkit})
+    assert proc.returncode != 0 and changed == []
+    assert "the CUDA 12.6 toolkit needs driver 560.28.03 or newer; driver 550.127.05 supports CUDA up to 12.4" in out
+
+
+def test_old_gpu_is_refused(tmp_path, hub):
+    proc, out, changed = run_fleet(tmp_path, hub, {"orin-a": A6000}, preflight_min_compute_capability="8.9")
+    assert proc.returncode != 0 and changed == []
+    assert "GPU0 NVIDIA RTX A6000 has compute capability 8.6; edge-llama needs 8.9" in out
+
+
+def test_cpu_backend_checks_the_hosts_ram(tmp_path, hub):
+    proc, out, changed = run_fleet(tmp_path, hub, {"orin-a": {"smi": smi_from("no_driver")}}, llama_cpp_backend="cpu")
+    ram = int(open("/proc/meminfo").read().split()[1]) // 1024
+    if ram > 45000:
+        pytest.skip("this machine has %d MiB of RAM: the 70B model fits it" % ram)
+    assert proc.returncode != 0 and changed == []
+    assert "needs about 41338 MiB" in out and "but the host has" in out, out
