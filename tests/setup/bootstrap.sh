@@ -13,10 +13,11 @@ cd "$repo"
 say() { echo "edge-llama bootstrap: $*"; }
 t0=$(date +%s)
 
-# 1. Distribution packages. netavark/aardvark-dns: podman's network stack (with
+# 1. Distribution packages. netavark/aardvark-dns/iptables: podman's network stack (netavark
+# runs iptables, which apt only recommends; with
 # --no-install-recommends apt would pick the older CNI plugins instead).
 need=()
-for pkg in podman runc netavark aardvark-dns uidmap slirp4netns debootstrap git ccache curl \
+for pkg in podman runc netavark aardvark-dns iptables uidmap slirp4netns debootstrap git ccache curl \
            iproute2 python3-venv ca-certificates; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
