@@ -263,3 +263,25 @@ def test_a_name_with_a_comma_keeps_its_columns():
         "0, NVIDIA A100-SXM4-80GB, MIG 1g, GPU-1, 8.0, 81920, 0, 81050, 535.54.03\n", module.QUERY_FIELDS
     )
     assert gpus[0]["name"] == "NVIDIA A100-SXM4-80GB, MIG 1g" and gpus[0]["memory_total_mib"] == 81920
+
+
+@pytest.mark.parametrize(
+    "case_name, name, capability, memory, driver, cuda",
+    [
+        # Ada, the RTX 6000 Ada's generation (AD102); nvidia-smi's own compute_cap column.
+        ("l40s", "NVIDIA L40S", "8.9", (46068, 0, 45460), "595.80", "13.2"),
+        ("h100", "NVIDIA H100 80GB HBM3", "9.0", (81559, 0, 81081), "590.48.01", "13.1"),
+    ],
+)
+def test_current_drivers(host, run_module, case_name, name, capability, memory, driver, cuda):
+    host(case(case_name, "query"), case(case_name, "smi"))
+    result = run_module(module, {})
+    gpu = result["gpus"][0]
+    assert (gpu["name"], gpu["compute_capability"], gpu["compute_capability_source"]) == (
+        name,
+        capability,
+        "nvidia-smi",
+    )
+    assert (gpu["memory_total_mib"], gpu["memory_used_mib"], gpu["memory_free_mib"]) == memory
+    assert (result["driver"]["version"], result["driver"]["cuda_version"]) == (driver, cuda)
+    assert gpu["cuda_architecture"] == capability.replace(".", "")
