@@ -1,0 +1,69 @@
+"""The cuda scenario: the tutorial's cuBLAS build with Debian's real CUDA 11.8 toolkit, on a host
+without a GPU. The only thing missing is the GPU (and its kernel driver): nvidia-smi here is
+Debian's real package, answering the way it does on a machine whose driver is not loaded.
+"""
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.cuda
+
+
+def fact(host, name):
+    return json.loads(host.file("/etc/ansible/facts.d/edge_llama_%s.fact" % name).content_string)
+
+
+def test_toolkit_is_debians_cuda_11_8(host):
+    nvcc = host.run("/usr/bin/nvcc --version")
+    print(nvcc.stdout)
+    assert nvcc.rc == 0
+    assert "release 11.8, V11.8.89" in nvcc.stdout
+    assert not host.file("/usr/local/cuda").exists  # the role found it outside /usr/local/cuda
+    gpu = fact(host, "gpu")
+    assert gpu["cuda_toolkit"]["nvcc"] == "/usr/bin/nvcc"
+    assert gpu["cuda_toolkit"]["release"] == "11.8.89"
+    assert gpu["cuda_toolkit"]["min_driver"] == "520.61.05"
+
+
+def test_nvidia_smi_says_the_driver_is_not_loaded(host):
+    smi = host.run("nvidia-smi")
+    print(smi.stdout, smi.stderr)
+    assert smi.rc == 9
+    assert "couldn't communicate with the NVIDIA driver" in smi.stdout
+    gpu = fact(host, "gpu")
+    assert gpu["gpus"] == []
+    assert gpu["driver"]["state"] == "not_loaded"
+    assert "couldn't communicate with the NVIDIA driver" in gpu["driver"]["message"]
+    assert gpu["platform"]["kind"] == "x86_64"
+
+
+def test_server_was_built_with_cublas_for_sm_86(host):
+    built = fact(host, "llama_cpp")
+    assert built["build_system"] == "make"
+    binary = built["server_binary"]
+    ldd = host.run("ldd %s", binary)
+    assert ldd.rc == 0
+    for lib in ("libcublas.so.11", "libcudart.so.11.0", "libcublasLt.so.11"):
+        assert lib in ldd.stdout, "%s does not link %s:\n%s" % (binary, lib, ldd.stdout)
+    # The CUDA kernels were compiled for the A6000's architecture (sm_86) and nothing else.
+    archs = host.run("cuobjdump --list-elf %s", binary)
+    assert archs.rc == 0, archs.stderr
+    assert "sm_86" in archs.stdout and "sm_52" not in archs.stdout
+    assert host.run("%s --help", binary).rc == 0
+
+
+def test_a_cublas_server_without_a_gpu_exits_at_start(host):
+    """Why the preflight refuses the cuda backend without a GPU: the build serves nothing."""
+    built, model = fact(host, "llama_cpp"), fact(host, "model")
+    run = host.run("timeout 60 %s -m %s -ngl 1 --port 18999", built["server_binary"], model["path"])
+    assert run.rc not in (0, 124), "the server did not exit"
+    assert "no CUDA-capable device is detected" in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("unit", ["edge-llama-server", "edge-llama-openai", "edge-llama-chat"])
+def test_units_installed_but_not_started(host, unit):
+    assert host.file("/etc/systemd/system/%s.service" % unit).exists
+    service = host.service(unit)
+    assert not service.is_running
+    assert not service.is_enabled
