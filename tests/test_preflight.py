@@ -178,6 +178,8 @@ def test_70b_fits_an_a6000_fully_offloaded(tmp_path, hub):
     # 46068 MiB (this A6000 runs with ECC on) less the 512 MiB reserve; about 43 GB needed.
     assert "needs about 41338 MiB" in out and "of the 45556 MiB of GPU memory available" in out, out
     assert "1280 KV cache" in out  # the tutorial's log: KV 1280 MB
+    flat = " ".join(out.split())  # the yaml callback folds long messages
+    assert "driver ok 550.127.05 (CUDA 12.4); CUDA toolkit 11.8.89; GPU0 NVIDIA RTX A6000 sm_86 46068 MiB" in flat
     assert "n_gpu_layers" not in out.split("PLAY [The first change]")[1]  # every layer: the server's -ngl
 
 
