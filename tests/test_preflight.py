@@ -222,3 +222,40 @@ def test_cpu_backend_checks_the_hosts_ram(tmp_path, hub):
         pytest.skip("this machine has %d MiB of RAM: the 70B model fits it" % ram)
     assert proc.returncode != 0 and changed == []
     assert "needs about 41338 MiB" in out and "but the host has" in out, out
+
+
+def test_build_architecture_follows_each_hosts_gpu(tmp_path):
+    """llama_cpp's own preflight takes the CUDA architecture from the GPU found (8.6 -> 86, 8.9 -> 89)."""
+    hosts = {}
+    for name, case in (("orin-a6000", "multi_gpu"), ("host-l40s", "l40s")):
+        tools = tmp_path / name
+        (tools / "bin").mkdir(parents=True)
+        fake_tool(tools / "bin" / "nvcc", [("--version", NVCC % ("11.8", "11.8.89"), 0)])
+        fake_tool(tools / "bin" / "nvidia-smi", smi_from(case, first_gpu_only=True))
+        hosts[name] = {"llama_cpp_cuda_home": str(tools), "__tools": str(tools / "bin")}
+    inventory = {
+        "all": {
+            "hosts": hosts,
+            "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+        }
+    }
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    (tmp_path / "arch.yml").write_text(
+        "- name: Choose the architecture\n  hosts: all\n  gather_facts: false\n"
+        '  environment:\n    PATH: "{{ __tools }}:/usr/bin:/bin"\n  tasks:\n'
+        "    - name: Run llama_cpp's preflight\n      ansible.builtin.include_role:\n"
+        "        name: llama_cpp\n        tasks_from: preflight\n      vars:\n        llama_cpp_backend: cuda\n"
+        "    - name: Show it\n      ansible.builtin.debug:\n"
+        "        msg: \"arch {{ inventory_hostname }} {{ __llama_cpp_cuda_archs | join(';') }}\"\n"
+    )
+    proc = subprocess.run(
+        ["ansible-playbook", "-i", str(tmp_path / "inventory.yml"), str(tmp_path / "arch.yml")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_CACHE_PLUGIN="memory"),
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "arch orin-a6000 86" in out and "arch host-l40s 89" in out, out
