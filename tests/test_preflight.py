@@ -227,11 +227,22 @@ def test_cpu_backend_checks_the_hosts_ram(tmp_path, hub):
 def test_build_architecture_follows_each_hosts_gpu(tmp_path):
     """llama_cpp's own preflight takes the CUDA architecture from the GPU found (8.6 -> 86, 8.9 -> 89)."""
     hosts = {}
-    for name, case in (("orin-a6000", "multi_gpu"), ("host-l40s", "l40s")):
+    mixed = smi_from("h100")
+    mixed[0] = (
+        "--query-gpu=",
+        mixed[0][1] + smi_from("multi_gpu", first_gpu_only=True)[0][1].replace("0, ", "1, ", 1),
+        0,
+    )
+    for name, smi in (
+        ("orin-a6000", smi_from("multi_gpu", first_gpu_only=True)),
+        ("host-l40s", smi_from("l40s")),
+        # Two real captures in one host (H100 as GPU0, an A6000 as GPU1): no such mixed capture exists.
+        ("host-mixed", mixed),
+    ):
         tools = tmp_path / name
         (tools / "bin").mkdir(parents=True)
         fake_tool(tools / "bin" / "nvcc", [("--version", NVCC % ("11.8", "11.8.89"), 0)])
-        fake_tool(tools / "bin" / "nvidia-smi", smi_from(case, first_gpu_only=True))
+        fake_tool(tools / "bin" / "nvidia-smi", smi)
         hosts[name] = {"llama_cpp_cuda_home": str(tools), "__tools": str(tools / "bin")}
     inventory = {
         "all": {
@@ -259,3 +270,4 @@ def test_build_architecture_follows_each_hosts_gpu(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "arch orin-a6000 86" in out and "arch host-l40s 89" in out, out
+    assert "arch host-mixed 86;90" in out, out  # numeric order: make takes the first, the oldest
