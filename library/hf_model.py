@@ -13,13 +13,22 @@ module: hf_model
 short_description: Fetch one file of a Hugging Face model repository, verified and atomically
 description:
   - Resolves I(repo_id)/I(filename) at I(revision) through C(huggingface_hub) (commit, size, ETag), and
-    makes I(dest)/I(filename) that file.
+    makes I(dest)/I(filename) that file. Files the hub splits into parts (C(-split-a), C(-split-b) for
+    TheBloke's Q6_K and Q8_0) are fetched one after the other into the same partial file, each part
+    verified against its own checksum, which joins them without a second copy.
   - Downloads into a hidden partial file next to the destination, checks size and SHA-256, then renames it
     into place, so the destination is either the old file, the new verified file, or absent; never half
     written. A partial file left by an interrupted run is continued with an HTTP Range request.
   - Records what it verified (size, mtime, SHA-256, commit) in I(dest)/.edge-llama/, so that a re-run with
     the verified file present does not hash it again; I(verify=full) forces a full re-hash.
   - Honours a mirror endpoint (C(HF_ENDPOINT)) and a token, which is never logged or returned.
+  - Before writing, checks that I(dest) has room for the file plus a margin and is not on the root
+    filesystem (unless I(allow_root_filesystem)); errors name the host, the path, the bytes needed and free.
+  - During a download, progress (bytes, percent, rate) goes to the host's log every I(progress_interval)
+    seconds and to I(dest)/.edge-llama/FILE.progress.json, which the C(hf_model) action plugin shows in
+    the play's output.
+  - With I(src), installs a file already copied onto the host (fan-out from the controller) the same
+    way: verified against I(sha256), then moved into place atomically.
 version_added: "0.1.0"
 author: edge-llama contributors
 requirements:
@@ -52,6 +61,36 @@ options:
       - Expected SHA-256 of the file. Wins over the hub's; without it the hub's ETag is used when it is a
         SHA-256 (LFS files), otherwise only the size is checked.
     type: str
+  parts:
+    description:
+      - Files of the repository whose concatenation is I(filename), in order.
+      - Empty, and the hub has no I(filename) but has I(filename)C(-split-a), the parts are found by
+        asking for C(-split-a), C(-split-b), ... until one is missing.
+    type: list
+    elements: str
+  src:
+    description:
+      - A file on the host to install instead of downloading (the role's fan-out copies it there). It is
+        verified against I(sha256), which is then required, and removed once moved into place.
+      - The hub is not contacted.
+    type: path
+  size:
+    description: With I(src), the size of the file to come, checked against the room in I(dest) before it is copied.
+    type: int
+  allow_root_filesystem:
+    description:
+      - Allow I(dest) on the root filesystem. By default a download that would land on C(/) is refused so
+        that 41 GB do not silently fill it when the SSD is not mounted.
+    type: bool
+    default: false
+  space_margin:
+    description: MiB that must stay free on the filesystem of I(dest) after the download.
+    type: int
+    default: 1024
+  progress_interval:
+    description: Seconds between progress reports during a download.
+    type: float
+    default: 30
   verify:
     description:
       - C(auto) trusts the record of an earlier verification while size and mtime are unchanged.
@@ -84,6 +123,12 @@ EXAMPLES = r"""
     mode: "0644"
   vars:
     ansible_python_interpreter: /opt/edge-llama/venvs/model/bin/python
+
+- name: Fetch a model the hub splits in two, joined into one file
+  hf_model:
+    repo_id: TheBloke/Llama-2-70B-chat-GGUF
+    filename: llama-2-70b-chat.Q6_K.gguf   # parts -split-a and -split-b are found on the hub
+    dest: /media/m2/models
 """
 
 RETURN = r"""
@@ -113,17 +158,25 @@ resumed_from:
   description: Offset a partial download was continued from (0 when it started from scratch).
   returned: always
   type: int
+parts:
+  description: The parts the file was joined from (empty for a single file).
+  returned: always
+  type: list
+  elements: str
 verified:
-  description: How the file present was trusted (C(record), C(hash), C(download)).
+  description: How the file present was trusted (C(record), C(hash), C(download), C(src)).
   returned: always
   type: str
 """
 
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 import traceback
@@ -133,6 +186,7 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible.module_utils.six.moves.urllib.parse import urlparse
 from ansible.module_utils.six.moves.urllib.request import Request, build_opener, HTTPRedirectHandler
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
+from ansible.module_utils.six.moves.http_client import HTTPException
 
 HF_IMPORT_ERROR = None
 try:
@@ -143,8 +197,8 @@ except ImportError:  # pragma: no cover - reported by the module
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 STATE_DIR = ".edge-llama"
-SPACE_MARGIN = 64 * 1024 * 1024
-PROGRESS_EVERY = 30.0
+MIB = 1024 * 1024
+MAX_PARTS = 26
 
 
 class FetchError(Exception):
@@ -164,6 +218,10 @@ def hash_file(path, chunk_size, digest=None):
 
 def state_path(dest, filename):
     return os.path.join(dest, STATE_DIR, filename + ".json")
+
+
+def progress_path(dest, filename):
+    return os.path.join(dest, STATE_DIR, filename + ".progress.json")
 
 
 def partial_path(dest, filename):
@@ -196,18 +254,39 @@ def write_json_atomic(path, data):
         raise
 
 
+def human(nbytes):
+    for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if nbytes >= size:
+            return "%.1f %s" % (nbytes / float(size), unit)
+    return "%d B" % nbytes
+
+
+def existing_ancestor(path):
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def mount_point(path):
+    path = os.path.realpath(existing_ancestor(path))
+    while not os.path.ismount(path):
+        path = os.path.dirname(path)
+    return path
+
+
 def record_matches(record, st, expected_sha256, remote):
     """True when the record of an earlier verification still describes the file present."""
     if not record:
         return False
     if record.get("size") != st.st_size or record.get("mtime_ns") != st.st_mtime_ns:
         return False
-    if st.st_size != remote["size"]:
+    if remote.get("size") is not None and st.st_size != remote["size"]:
         return False
     if expected_sha256:
         return record.get("sha256") == expected_sha256
     # Without a checksum, trust the record while the hub still names the same object.
-    return record.get("etag") == remote["etag"]
+    return bool(remote.get("etag")) and record.get("etag") == remote["etag"]
 
 
 class _NoAuthAcrossHosts(HTTPRedirectHandler):
@@ -220,63 +299,314 @@ class _NoAuthAcrossHosts(HTTPRedirectHandler):
         return new
 
 
-def download(module, url, headers, partial, total, chunk_size, timeout, log):
-    """Download url into partial, continuing it when possible. Returns (digest, sent, resumed_from)."""
-    offset = os.path.getsize(partial) if os.path.exists(partial) else 0
-    if offset > total:
-        os.unlink(partial)
-        offset = 0
-    digest = hashlib.sha256()
-    request_headers = dict(headers)
-    if 0 < offset < total:
-        request_headers["Range"] = "bytes=%d-" % offset
-    elif offset == total and total > 0:
-        return hash_file(partial, chunk_size, digest), 0, offset
+class Progress:
+    """Progress of one download, for the host's log and the progress file the action plugin reads."""
+
+    def __init__(self, log, path, name, total, interval, resumed_from):
+        self.log, self.path, self.name, self.total = log, path, name, total
+        self.interval = interval
+        self.started = self.last = time.time()
+        self.resumed_from = resumed_from
+        self.sent = 0
+
+    def line(self, done, now):
+        rate = self.sent / max(now - self.started, 1e-6)
+        eta = (self.total - done) / rate if rate > 0 else None
+        return "%s: %s of %s (%.1f%%), %.1f MB/s%s" % (
+            self.name, human(done), human(self.total), 100.0 * done / max(self.total, 1), rate / 1e6,
+            ", about %d s left" % eta if eta is not None and done < self.total else "")
+
+    def write(self, done, now, state="downloading"):
+        try:
+            write_json_atomic(self.path, {
+                "file": self.name, "done": done, "total": self.total, "state": state,
+                "sent": self.sent, "resumed_from": self.resumed_from, "started": self.started, "updated": now,
+                "rate": self.sent / max(now - self.started, 1e-6), "line": self.line(done, now)})
+        except (IOError, OSError):
+            pass  # progress is a courtesy; the download must not fail for it
+
+    def update(self, done, force=False):
+        now = time.time()
+        if force or now - self.last >= self.interval:
+            self.log(self.line(done, now))
+            self.write(done, now)
+            self.last = now
+
+
+def open_url(url, headers, timeout):
     opener = build_opener(_NoAuthAcrossHosts)
-    try:
-        response = opener.open(Request(url, headers=request_headers), timeout=timeout)
-    except HTTPError as exc:
-        if exc.code == 416 and offset:
-            # The partial file is not a prefix the server recognises: start again.
-            os.unlink(partial)
-            return download(module, url, headers, partial, total, chunk_size, timeout, log)
-        raise FetchError("the server answered HTTP %d for %s" % (exc.code, url)) from None
-    except URLError as exc:
-        raise FetchError("cannot reach %s: %s" % (url, exc.reason)) from None
+    return opener.open(Request(url, headers=headers), timeout=timeout)
 
-    status = response.getcode()
-    if offset and status == 206:
-        hash_file(partial, chunk_size, digest)
-        mode = "ab"
-        resumed_from = offset
-        log("resuming %s at %d of %d bytes" % (os.path.basename(partial), offset, total))
-    else:
-        if offset:
-            module.warn("The server ignored the Range request (HTTP %d): downloading from the start." % status)
-        mode = "wb"
-        resumed_from = 0
-        offset = 0
 
+def download(module, segments, headers, partial, chunk_size, timeout, progress):
+    """Download the segments, one after the other, into partial, continuing it where it stopped.
+
+    segments: [{"name", "url", "size", "sha256"}]. Each part is checked against its own SHA-256 when the
+    hub gives one. Returns (overall digest, bytes sent, offset resumed from)."""
+    total = sum(seg["size"] for seg in segments)
+    have = os.path.getsize(partial) if os.path.exists(partial) else 0
+    if have > total:
+        os.unlink(partial)
+        have = 0
+    # Re-read what is there: the overall digest needs it, and so does each finished part's check.
+    overall = hashlib.sha256()
+    starts, offset = [], 0
+    for seg in segments:
+        starts.append(offset)
+        offset += seg["size"]
+    state = {"overall_at_start": [], "part_digest": None}
+    index = 0
+    if have:
+        with open(partial, "rb") as handle:
+            for index, seg in enumerate(segments):
+                state["overall_at_start"].append(overall.copy())
+                part = hashlib.sha256()
+                todo = min(seg["size"], have - starts[index])
+                while todo > 0:
+                    block = handle.read(min(chunk_size, todo))
+                    if not block:
+                        break
+                    overall.update(block)
+                    part.update(block)
+                    todo -= len(block)
+                if have < starts[index] + seg["size"]:
+                    state["part_digest"] = part
+                    break
+                check_part(seg, part, partial)
+            else:
+                index = len(segments)
     sent = 0
-    last = started = time.time()
-    with open(partial, mode) as out:
-        while True:
-            block = response.read(chunk_size)
-            if not block:
-                break
-            out.write(block)
-            digest.update(block)
-            sent += len(block)
-            now = time.time()
-            if now - last >= PROGRESS_EVERY:
-                done = offset + sent
-                log("%s: %d of %d bytes (%.1f%%), %.1f MB/s" % (
-                    os.path.basename(partial), done, total, 100.0 * done / max(total, 1),
-                    sent / max(now - started, 1e-6) / 1e6))
-                last = now
-        out.flush()
-        os.fsync(out.fileno())
-    return digest, sent, resumed_from
+    resumed_from = have
+    progress.resumed_from = have
+    done = have
+    first = index
+    for index in range(first, len(segments)):
+        seg = segments[index]
+        seg_offset = done - starts[index]
+        if len(state["overall_at_start"]) <= index:
+            state["overall_at_start"].append(overall.copy())
+        part = state["part_digest"] if seg_offset else hashlib.sha256()
+        state["part_digest"] = None
+        request_headers = dict(headers)
+        if seg_offset:
+            request_headers["Range"] = "bytes=%d-" % seg_offset
+        try:
+            response = open_url(seg["url"], request_headers, timeout)
+        except HTTPError as exc:
+            if exc.code == 416 and seg_offset:
+                # The partial file is not a prefix the server recognises: start the part again.
+                module.warn("The server refused to continue %s at byte %d (HTTP 416): downloading it again."
+                            % (seg["name"], seg_offset))
+                response = None
+            else:
+                raise FetchError("the server answered HTTP %d for %s" % (exc.code, seg["url"])) from None
+        except URLError as exc:
+            raise FetchError("cannot reach %s: %s" % (seg["url"], exc.reason)) from None
+        if seg_offset and (response is None or response.getcode() != 206):
+            if response is not None:
+                module.warn("The server ignored the Range request for %s (HTTP %d): downloading it from the "
+                            "start, %d bytes already here are discarded." % (seg["name"], response.getcode(),
+                                                                            seg_offset))
+            with open(partial, "r+b") as handle:
+                handle.truncate(starts[index])
+            overall = state["overall_at_start"][index].copy()
+            part = hashlib.sha256()
+            done = starts[index]
+            resumed_from = min(resumed_from, done)
+            progress.resumed_from = resumed_from
+            if response is None:
+                try:
+                    response = open_url(seg["url"], dict(headers), timeout)
+                except (HTTPError, URLError) as exc:
+                    raise FetchError("cannot download %s: %s" % (seg["url"], exc)) from None
+        elif seg_offset:
+            module.log("resuming %s at byte %d of %d" % (seg["name"], seg_offset, seg["size"]))
+        progress.update(done, force=True)
+        with open(partial, "ab") as out:
+            try:
+                while True:
+                    block = response.read(chunk_size)
+                    if not block:
+                        break
+                    out.write(block)
+                    overall.update(block)
+                    part.update(block)
+                    sent += len(block)
+                    done += len(block)
+                    progress.sent = sent
+                    progress.update(done)
+                out.flush()
+                os.fsync(out.fileno())
+            except (IOError, OSError, HTTPException) as exc:
+                if getattr(exc, "errno", None) != errno.ENOSPC:
+                    progress.update(done, force=True)
+                    raise FetchError("download of %s stopped at %d of %d bytes (%s); run again to continue" % (
+                        seg["name"], done - starts[index], seg["size"], to_native(exc) or type(exc).__name__)) from None
+                out.close()
+                os.unlink(partial)
+                raise FetchError("the filesystem of %s filled up at %d of %d bytes (%d free now); the partial "
+                                 "download was removed" % (os.path.dirname(partial), done, total,
+                                                           shutil.disk_usage(os.path.dirname(partial)).free)) \
+                    from None
+        if done - starts[index] != seg["size"]:
+            progress.update(done, force=True)
+            raise FetchError("download of %s ended at %d of %d bytes; run again to continue" % (
+                seg["name"], done - starts[index], seg["size"]))
+        check_part(seg, part, partial)
+    progress.sent = sent
+    progress.update(done, force=True)
+    return overall, sent, resumed_from
+
+
+def check_part(seg, digest, partial):
+    if seg.get("check", True) and seg.get("sha256"):
+        actual = digest.hexdigest()
+        if actual != seg["sha256"]:
+            os.unlink(partial)
+            raise FetchError("SHA-256 mismatch for %s: expected %s, got %s; the download was discarded"
+                             % (seg["name"], seg["sha256"], actual))
+
+
+def resolve(module, endpoint, filename):
+    p = module.params
+    url = hf_hub_url(p["repo_id"], filename, revision=p["revision"], endpoint=endpoint)
+    meta = get_hf_file_metadata(url, token=p["token"] or False)
+    etag = (meta.etag or "").strip('"').lower()
+    if meta.size is None:
+        raise FetchError("the hub did not report the size of %s/%s" % (p["repo_id"], filename))
+    return {"name": filename, "url": meta.location or url, "size": meta.size, "etag": etag,
+            "sha256": etag if SHA256_RE.match(etag) else None, "commit": meta.commit_hash}
+
+
+def is_not_found(exc):
+    response = getattr(exc, "response", None)
+    return type(exc).__name__ in ("EntryNotFoundError", "RemoteEntryNotFoundError") or \
+        getattr(response, "status_code", None) == 404
+
+
+def resolve_all(module, endpoint):
+    """The segments that make up the file: itself, the parts asked for, or the -split-X parts found."""
+    p = module.params
+    where = "%s at %s on %s" % (p["repo_id"], p["revision"], endpoint or "huggingface.co")
+
+    def describe(exc):
+        return to_native(exc).replace(p["token"] or "\0", "***")
+
+    names = p["parts"] or [p["filename"]]
+    segments = []
+    try:
+        for name in names:
+            segments.append(resolve(module, endpoint, name))
+    except FetchError:
+        raise
+    except Exception as exc:  # huggingface_hub raises many types; all mean the same to the user
+        if p["parts"] or not is_not_found(exc):
+            raise FetchError("cannot resolve %s in %s: %s" % (names[len(segments)], where, describe(exc))) from None
+        # Not on the hub as one file: look for TheBloke's -split-a, -split-b, ...
+        for letter in "abcdefghijklmnopqrstuvwxyz"[:MAX_PARTS]:
+            name = "%s-split-%s" % (p["filename"], letter)
+            try:
+                segments.append(resolve(module, endpoint, name))
+            except Exception as exc2:
+                if is_not_found(exc2):
+                    break
+                raise FetchError("cannot resolve %s in %s: %s" % (name, where, describe(exc2))) from None
+        if not segments:
+            raise FetchError("cannot resolve %s in %s: %s (and there is no %s-split-a either)" % (
+                p["filename"], where, describe(exc), p["filename"])) from None
+        module.log("%s is split into %s" % (p["filename"], ", ".join(s["name"] for s in segments)))
+    return segments
+
+
+def take_lock(dest, filename):
+    """One download of a file at a time: an interrupted play can leave its async job running."""
+    path = os.path.join(dest, STATE_DIR, filename + ".lock")
+    if not os.path.isdir(os.path.dirname(path)):
+        os.makedirs(os.path.dirname(path), 0o755)
+    handle = open(path, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except (IOError, OSError):
+        handle.seek(0)
+        owner = handle.read().strip()
+        handle.close()
+        raise FetchError("another download of %s into %s is running (%s); wait for it or stop it"
+                         % (filename, dest, owner or "pid unknown")) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write("pid %d since %s" % (os.getpid(), time.strftime("%Y-%m-%d %H:%M:%S")))
+    handle.flush()
+    return handle
+
+
+def space_and_place(module, dest, needed_file, have):
+    """Refuse to start when dest is on / (unless allowed) or lacks room. Errors name host, path and bytes."""
+    p = module.params
+    host = socket.gethostname()
+    margin = p["space_margin"] * MIB
+    needed = max(needed_file - have, 0) + margin
+    probe = existing_ancestor(dest)
+    free = shutil.disk_usage(probe).free
+    mount = mount_point(dest)
+    if not p["allow_root_filesystem"] and os.stat(probe).st_dev == os.stat("/").st_dev:
+        raise FetchError(
+            "on %s: %s is on the root filesystem (mount point %s), not on a filesystem of its own; the model "
+            "needs %d bytes (%s) and / has %d bytes (%s) free. Mount the SSD there, point the model "
+            "directory at a mounted filesystem, or allow the root filesystem explicitly "
+            "(allow_root_filesystem / model_allow_root_filesystem: true)."
+            % (host, dest, mount, needed, human(needed), free, human(free)))
+    if free < needed:
+        raise FetchError(
+            "on %s: not enough space in %s (filesystem %s): %d bytes needed (%s: file %d, margin %d, already "
+            "downloaded %d), %d bytes (%s) free" % (host, dest, mount, needed, human(needed), needed_file,
+                                                    margin, have, free, human(free)))
+    return {"free": free, "needed": needed, "mount": mount}
+
+
+def install_src(module, result, path, spath, expected, record):
+    """Fan-out: take the copy of the file that sits at src on this host."""
+    p = module.params
+    src = p["src"]
+    if not expected:
+        raise FetchError("src needs sha256: a copy is only installed when it matches a known checksum")
+    remote = {"size": os.path.getsize(src) if os.path.isfile(src) else None, "etag": ""}
+    if os.path.isfile(path):
+        st = os.stat(path)
+        if p["verify"] == "auto" and record_matches(record, st, expected, remote):
+            result.update(verified="record", sha256=expected)
+            return result
+        if hash_file(path, p["chunk_size"]).hexdigest() == expected:
+            if not module.check_mode:
+                write_json_atomic(spath, dict(record or {}, size=st.st_size, mtime_ns=st.st_mtime_ns,
+                                              sha256=expected, verified_at=int(time.time())))
+            result.update(verified="hash", sha256=expected)
+            return result
+    result.update(changed=True, verified="src", sha256=expected)
+    if not os.path.isfile(src) and p["size"]:
+        space_and_place(module, p["dest"], p["size"], 0)
+    if module.check_mode:
+        result["msg"] = "would install %s from %s" % (path, src)
+        return result
+    if not os.path.isfile(src):
+        raise FetchError("src %s does not exist" % src)
+    actual = hash_file(src, p["chunk_size"]).hexdigest()
+    if actual != expected:
+        os.unlink(src)
+        raise FetchError("SHA-256 mismatch for %s: expected %s, got %s; the copy was removed and %s was left as "
+                         "it was" % (src, expected, actual, path))
+    if os.stat(src).st_dev == os.stat(p["dest"]).st_dev:
+        os.replace(src, path)
+    else:
+        partial = partial_path(p["dest"], os.path.basename(path))
+        shutil.copyfile(src, partial)
+        os.replace(partial, path)
+        os.unlink(src)
+    st = os.stat(path)
+    write_json_atomic(spath, {"repo_id": p["repo_id"], "filename": p["filename"], "revision": p["revision"],
+                              "commit": (record or {}).get("commit"), "etag": "", "size": st.st_size,
+                              "mtime_ns": st.st_mtime_ns, "sha256": expected, "verified_at": int(time.time())})
+    result["size"] = st.st_size
+    return result
 
 
 def run(module):
@@ -289,30 +619,26 @@ def run(module):
     expected_pin = (p["sha256"] or "").strip().lower() or None
     if expected_pin and not SHA256_RE.match(expected_pin):
         raise FetchError("sha256 must be 64 hexadecimal characters, got %r" % p["sha256"])
-
-    endpoint = p["endpoint"] or os.environ.get("HF_ENDPOINT") or None
-    try:
-        url = hf_hub_url(p["repo_id"], filename, revision=p["revision"], endpoint=endpoint)
-        meta = get_hf_file_metadata(url, token=p["token"] or False)
-    except Exception as exc:  # huggingface_hub raises many types; all mean the same to the user
-        raise FetchError("cannot resolve %s/%s at %s on %s: %s" % (
-            p["repo_id"], filename, p["revision"], endpoint or "huggingface.co",
-            to_native(exc).replace(p["token"] or "\0", "***"))) from None
-    etag = (meta.etag or "").strip('"').lower()
-    remote = {"size": meta.size, "etag": etag, "commit": meta.commit_hash, "url": meta.location or url}
-    if remote["size"] is None:
-        raise FetchError("the hub did not report the size of %s/%s" % (p["repo_id"], filename))
-    expected = expected_pin or (etag if SHA256_RE.match(etag) else None)
-
-    result = dict(changed=False, path=path, size=remote["size"], sha256=expected or "",
-                  commit=remote["commit"] or "", downloaded_bytes=0, resumed_from=0, verified="")
     spath = state_path(dest, filename_local)
     record = read_state(spath)
+    result = dict(changed=False, path=path, size=None, sha256=expected_pin or "", commit="", downloaded_bytes=0,
+                  resumed_from=0, verified="", parts=[])
+    if p["src"]:
+        return install_src(module, result, path, spath, expected_pin, record)
+
+    endpoint = p["endpoint"] or os.environ.get("HF_ENDPOINT") or None
+    segments = resolve_all(module, endpoint)
+    split = len(segments) > 1 or segments[0]["name"] != filename
+    etag = ",".join(seg["etag"] for seg in segments)
+    remote = {"size": sum(seg["size"] for seg in segments), "etag": etag, "commit": segments[0]["commit"]}
+    expected = expected_pin or (None if split else segments[0]["sha256"])
+    result.update(size=remote["size"], sha256=expected or "", commit=remote["commit"] or "",
+                  parts=[seg["name"] for seg in segments] if split else [])
 
     def new_record(st, sha):
         return {"repo_id": p["repo_id"], "filename": filename, "revision": p["revision"],
                 "commit": remote["commit"], "etag": etag, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                "sha256": sha, "verified_at": int(time.time())}
+                "sha256": sha, "parts": result["parts"], "verified_at": int(time.time())}
 
     before = {"path": path, "commit": (record or {}).get("commit"), "sha256": (record or {}).get("sha256"),
               "size": None}
@@ -324,14 +650,29 @@ def run(module):
             result["sha256"] = record.get("sha256") or ""
             return result
         if st.st_size == remote["size"]:
-            actual = hash_file(path, p["chunk_size"]).hexdigest()
-            if expected is None or actual == expected:
+            if split and not expected:
+                digests = []
+                with open(path, "rb") as handle:
+                    for seg in segments:
+                        digest, todo = hashlib.sha256(), seg["size"]
+                        while todo:
+                            block = handle.read(min(p["chunk_size"], todo))
+                            digest.update(block)
+                            todo -= len(block)
+                        digests.append(digest.hexdigest())
+                good = all(not seg["sha256"] or seg["sha256"] == d for seg, d in zip(segments, digests, strict=True))
+                actual = hash_file(path, p["chunk_size"]).hexdigest() if good else None
+            else:
+                actual = hash_file(path, p["chunk_size"]).hexdigest()
+                good = expected is None or actual == expected
+            if good:
                 result["verified"] = "hash"
                 result["sha256"] = actual
                 if not module.check_mode:
                     write_json_atomic(spath, new_record(st, actual))
                 return result
-            module.warn("%s does not match SHA-256 %s (it has %s): fetching it again." % (path, expected, actual))
+            module.warn("%s does not match %s: fetching it again." % (
+                path, "SHA-256 %s (it has %s)" % (expected, actual) if expected else "the hub's part checksums"))
 
     result["changed"] = True
     result["verified"] = "download"
@@ -341,29 +682,27 @@ def run(module):
             "after": json.dumps({"path": path, "commit": remote["commit"], "sha256": expected,
                                  "size": remote["size"]}, indent=2, sort_keys=True) + "\n",
         }
-    if module.check_mode:
-        result["msg"] = "would download %d bytes from %s" % (remote["size"], endpoint or "huggingface.co")
-        return result
-
-    if not os.path.isdir(dest):
-        raise FetchError("destination directory %s does not exist" % dest)
     partial = partial_path(dest, filename_local)
     have = os.path.getsize(partial) if os.path.exists(partial) else 0
-    free = shutil.disk_usage(dest).free
-    needed = max(remote["size"] - have, 0) + SPACE_MARGIN
-    if free < needed:
-        raise FetchError("not enough space in %s: %d bytes needed (file %d, margin %d, already have %d), %d free"
-                         % (dest, needed, remote["size"], SPACE_MARGIN, have, free))
+    room = space_and_place(module, dest, remote["size"], have)
+    if module.check_mode:
+        result["msg"] = "would download %d bytes (%s)%s from %s into %s (%d bytes free)" % (
+            remote["size"] - have, human(remote["size"] - have),
+            " in %d parts" % len(segments) if split else "", endpoint or "huggingface.co", dest, room["free"])
+        return result
+    if not os.path.isdir(dest):
+        raise FetchError("destination directory %s does not exist" % dest)
 
+    lock = take_lock(dest, filename_local)
     headers = build_hf_headers(token=p["token"] or False)
-    digest, sent, resumed_from = download(module, remote["url"], headers, partial, remote["size"],
-                                          p["chunk_size"], p["timeout"], module.log)
+    progress = Progress(module.log, progress_path(dest, filename_local), filename_local, remote["size"],
+                        p["progress_interval"], have)
+    for seg in segments:
+        seg["check"] = bool(split)  # a single file is checked against `expected` below
+    digest, sent, resumed_from = download(module, segments, headers, partial, p["chunk_size"], p["timeout"],
+                                          progress)
     result["downloaded_bytes"] = sent
     result["resumed_from"] = resumed_from
-    size = os.path.getsize(partial)
-    if size != remote["size"]:
-        raise FetchError("download of %s ended at %d of %d bytes; run again to continue" % (
-            filename, size, remote["size"]))
     actual = digest.hexdigest()
     if expected and actual != expected:
         os.unlink(partial)
@@ -372,6 +711,8 @@ def run(module):
     os.replace(partial, path)
     st = os.stat(path)
     write_json_atomic(spath, new_record(st, actual))
+    progress.write(st.st_size, time.time(), state="done")
+    lock.close()
     result["sha256"] = actual
     return result
 
@@ -386,6 +727,12 @@ def main():
             endpoint=dict(type="str"),
             token=dict(type="str", no_log=True),
             sha256=dict(type="str"),
+            parts=dict(type="list", elements="str"),
+            src=dict(type="path"),
+            size=dict(type="int"),
+            allow_root_filesystem=dict(type="bool", default=False),
+            space_margin=dict(type="int", default=1024),
+            progress_interval=dict(type="float", default=30.0),
             verify=dict(type="str", default="auto", choices=["auto", "full"]),
             chunk_size=dict(type="int", default=8 * 1024 * 1024),
             timeout=dict(type="int", default=60),
@@ -393,7 +740,7 @@ def main():
         add_file_common_args=True,
         supports_check_mode=True,
     )
-    if HF_IMPORT_ERROR:
+    if HF_IMPORT_ERROR and not module.params["src"]:
         module.fail_json(msg=missing_required_lib("huggingface_hub"), exception=HF_IMPORT_ERROR)
     try:
         result = run(module)

@@ -3,12 +3,14 @@
 HEAD/GET /{repo_id}/resolve/{revision}/{filename} answer with the headers huggingface_hub reads
 (X-Repo-Commit, ETag = SHA-256 as for LFS files, Content-Length). GET honours `Range: bytes=N-`
 unless `ranges` is False (like olah's local mirror, which answers 200 with the whole file).
-It counts the bytes it sends, so tests can assert what a resume cost.
+It counts the bytes it sends, so tests can assert what a resume cost; `rate` slows bodies down so that a
+download lasts long enough to be watched or killed.
 """
 
 import hashlib
 import http.server
 import threading
+import time
 
 
 class Hub:
@@ -20,6 +22,7 @@ class Hub:
         self.bytes_sent = 0
         self.requests = []
         self.fail_after = None  # close the connection after sending this many bytes of a body
+        self.rate = None  # bytes per second for bodies (None: as fast as it goes)
         hub = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -74,8 +77,19 @@ class Hub:
                 body = data[start:]
                 if hub.fail_after is not None:
                     body = body[: hub.fail_after]
-                self.wfile.write(body)
-                hub.bytes_sent += len(body)
+                if hub.rate:
+                    step = max(int(hub.rate / 20), 1)
+                    try:
+                        for at in range(0, len(body), step):
+                            self.wfile.write(body[at:at + step])
+                            hub.bytes_sent += len(body[at:at + step])
+                            time.sleep(0.05)
+                    except (BrokenPipeError, ConnectionResetError):
+                        self.close_connection = True
+                        return
+                else:
+                    self.wfile.write(body)
+                    hub.bytes_sent += len(body)
                 if hub.fail_after is not None:
                     self.close_connection = True
 

@@ -24,7 +24,8 @@ def hub():
 
 
 def args(hub, dest, **extra):
-    base = {"repo_id": REPO_ID, "filename": NAME, "dest": str(dest), "endpoint": hub.url, "chunk_size": 65536}
+    base = {"repo_id": REPO_ID, "filename": NAME, "dest": str(dest), "endpoint": hub.url, "chunk_size": 65536,
+            "allow_root_filesystem": True, "space_margin": 1}
     base.update(extra)
     return base
 
@@ -152,5 +153,152 @@ def test_not_enough_space_fails_before_writing(tmp_path, hub, run_module, monkey
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))
     result = run_module(module, args(hub, tmp_path))
     assert result["failed"]
-    assert "not enough space" in result["msg"] and "1000 free" in result["msg"]
+    assert "not enough space" in result["msg"] and "1000 bytes (1.0 kB) free" in result["msg"]
     assert list(tmp_path.iterdir()) == []
+
+
+# --- the root filesystem, split parts, fan-out copies, progress, a full disk --------------------------
+
+def test_root_filesystem_is_refused_unless_allowed(tmp_path, hub, run_module):
+    # tmp_path lives on this machine's root filesystem (pytest's basetemp under /tmp).
+    assert os.stat(tmp_path).st_dev == os.stat("/").st_dev
+    result = run_module(module, args(hub, tmp_path, allow_root_filesystem=False))
+    assert result["failed"]
+    msg = result["msg"]
+    assert "on %s:" % __import__("socket").gethostname() in msg
+    assert str(tmp_path) in msg and "root filesystem" in msg
+    assert "bytes needed" not in msg  # the placement is refused, not the space
+    assert str(len(DATA) + 1024 * 1024) in msg and "free" in msg
+    assert list(tmp_path.iterdir()) == []
+    # Check mode says the same without writing.
+    result = run_module(module, args(hub, tmp_path, allow_root_filesystem=False), check_mode=True)
+    assert result["failed"] and "root filesystem" in result["msg"]
+
+
+PART_A = os.urandom(1024 * 1024 + 5)
+PART_B = os.urandom(700 * 1024 + 3)
+JOINED = PART_A + PART_B
+SPLIT = "big.Q6_K.gguf"
+
+
+@pytest.fixture
+def split_hub():
+    with Hub({(REPO_ID, SPLIT + "-split-a"): PART_A, (REPO_ID, SPLIT + "-split-b"): PART_B}) as server:
+        yield server
+
+
+def test_split_parts_are_found_and_joined(tmp_path, split_hub, run_module):
+    result = run_module(module, args(split_hub, tmp_path, filename=SPLIT))
+    assert result["changed"] is True
+    assert result["parts"] == [SPLIT + "-split-a", SPLIT + "-split-b"]
+    assert result["size"] == len(JOINED)
+    assert result["sha256"] == hashlib.sha256(JOINED).hexdigest()
+    assert (tmp_path / SPLIT).read_bytes() == JOINED
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".edge-llama", SPLIT]  # no part left behind
+    again = run_module(module, args(split_hub, tmp_path, filename=SPLIT))
+    assert again["changed"] is False and again["verified"] == "record"
+
+
+def test_split_parts_resume_inside_the_second_part(tmp_path, split_hub, run_module):
+    partial = tmp_path / ("." + SPLIT + ".partial")
+    partial.write_bytes(JOINED[: len(PART_A) + 1000])
+    parts = [SPLIT + "-split-a", SPLIT + "-split-b"]
+    result = run_module(module, args(split_hub, tmp_path, filename=SPLIT, parts=parts))
+    assert result["changed"] is True
+    assert result["resumed_from"] == len(PART_A) + 1000
+    assert split_hub.bytes_sent == len(PART_B) - 1000
+    assert (tmp_path / SPLIT).read_bytes() == JOINED
+
+
+def test_a_bad_part_is_caught_by_its_own_checksum(tmp_path, split_hub, run_module):
+    partial = tmp_path / ("." + SPLIT + ".partial")
+    partial.write_bytes(b"X" * 100 + PART_A[100:] + PART_B[:10])  # part a complete but wrong
+    result = run_module(module, args(split_hub, tmp_path, filename=SPLIT))
+    assert result["failed"]
+    assert "SHA-256 mismatch for %s-split-a" % SPLIT in result["msg"]
+    assert not partial.exists() and not (tmp_path / SPLIT).exists()
+    result = run_module(module, args(split_hub, tmp_path, filename=SPLIT))  # the next run starts clean
+    assert result["changed"] is True and (tmp_path / SPLIT).read_bytes() == JOINED
+
+
+def test_pinned_checksum_of_the_joined_file(tmp_path, split_hub, run_module):
+    result = run_module(module, args(split_hub, tmp_path, filename=SPLIT, sha256="1" * 64))
+    assert result["failed"] and "SHA-256 mismatch for %s" % SPLIT in result["msg"]
+    assert list(p.name for p in tmp_path.iterdir() if not p.name.startswith(".edge")) == []
+
+
+def test_missing_file_without_parts_says_so(tmp_path, split_hub, run_module):
+    result = run_module(module, args(split_hub, tmp_path, filename="other.gguf"))
+    assert result["failed"] and "other.gguf-split-a" in result["msg"]
+
+
+def test_src_copy_is_verified_and_moved_into_place(tmp_path, run_module):
+    dest = tmp_path / "models"
+    dest.mkdir()
+    src = dest / ".incoming"
+    src.write_bytes(DATA)
+    base = {"repo_id": REPO_ID, "filename": NAME, "dest": str(dest), "src": str(src), "sha256": SHA}
+    check = run_module(module, base, check_mode=True)
+    assert check["changed"] is True and "would install" in check["msg"]
+    result = run_module(module, base)
+    assert result["changed"] is True and result["verified"] == "src"
+    assert (dest / NAME).read_bytes() == DATA and not src.exists()
+    again = run_module(module, base)
+    assert again["changed"] is False and again["verified"] == "record"
+
+
+def test_src_copy_with_a_wrong_checksum_is_refused(tmp_path, run_module):
+    src = tmp_path / ".incoming"
+    src.write_bytes(DATA[:-1] + b"!")
+    result = run_module(module, {"repo_id": REPO_ID, "filename": NAME, "dest": str(tmp_path), "src": str(src),
+                                 "sha256": SHA})
+    assert result["failed"] and "SHA-256 mismatch" in result["msg"]
+    assert not (tmp_path / NAME).exists() and not src.exists()
+
+
+def test_progress_goes_to_the_log_and_the_progress_file(tmp_path, hub, run_module, monkeypatch):
+    lines = []
+    monkeypatch.setattr(module.AnsibleModule, "log", lambda self, msg, *a, **k: lines.append(msg))
+    result = run_module(module, args(hub, tmp_path, progress_interval=0.0))
+    assert result["changed"] is True
+    progress_lines = [line for line in lines if line.startswith(NAME + ": ")]
+    assert len(progress_lines) >= 10  # every 64 KiB block with interval 0
+    assert "3.1 MB of 3.1 MB (100.0%)" in progress_lines[-1] and "MB/s" in progress_lines[-1]
+    state = json.loads((tmp_path / ".edge-llama" / (NAME + ".progress.json")).read_text())
+    assert state["state"] == "done" and state["done"] == state["total"] == len(DATA)
+
+
+def test_a_full_disk_during_the_download_removes_the_partial(tmp_path, hub, run_module, monkeypatch):
+    import builtins
+    import errno
+
+    real_open = builtins.open
+
+    class Filling:
+        def __init__(self, handle):
+            self.handle, self.written = handle, 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, block):
+            if self.written > 1024 * 1024:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            self.written += len(block)
+            return self.handle.write(block)
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+    def fake_open(path, mode="r", *a, **k):
+        handle = real_open(path, mode, *a, **k)
+        return Filling(handle) if str(path).endswith(".partial") and "a" in mode else handle
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    result = run_module(module, args(hub, tmp_path))
+    assert result["failed"]
+    assert "filled up" in result["msg"] and "partial download was removed" in result["msg"]
+    assert not (tmp_path / NAME).exists() and not (tmp_path / ("." + NAME + ".partial")).exists()
