@@ -56,7 +56,10 @@ def playbook(tmp_path, hub, hosts, tasks, **group_vars):
     (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
     (tmp_path / "play.yml").write_text(yaml.safe_dump(
         [{"name": "Fetch", "hosts": "all", "gather_facts": False, "tasks": tasks}], sort_keys=False))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+    # Earlier tests in the same pytest process (gradio's import) may have set HF_HUB_OFFLINE; the hosts
+    # here talk to the test hub only, so no inherited hub setting may reach them.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update(ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_CACHE_PLUGIN="memory")
     return ["ansible-playbook", "-i", str(tmp_path / "inventory.yml"), str(tmp_path / "play.yml")], env
 
