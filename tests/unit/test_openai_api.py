@@ -188,14 +188,23 @@ def test_health_uses_model_json_on_the_2023_server(server):
     (json.dumps({"messages": MESSAGES, "temperature": "hot"}).encode(), "temperature"),
     (json.dumps({"messages": MESSAGES, "stop": 5}).encode(), "stop"),
 ])
-def test_bad_requests_are_400_with_an_openai_error(server, body, needle):
-    reply = httpx.post(server.url + "/v1/chat/completions", content=body,
-                       headers={"Content-Type": "application/json"})
+@pytest.mark.parametrize("era", ["2023", "current"])
+def test_bad_requests_are_400_with_an_openai_error(body, needle, era):
+    """The same 400 whichever llama.cpp is behind (translated or native), so an upgrade changes nothing."""
+    fake = FakeLlama(era=era)
+    running = endpoint(fake.url, EDGE_LLAMA_BACKEND_MODE="completion" if era == "2023" else "native")
+    try:
+        reply = httpx.post(running.url + "/v1/chat/completions", content=body,
+                           headers={"Content-Type": "application/json"})
+    finally:
+        running.close()
+        fake.close()
     assert reply.status_code == 400
     error = reply.json()["error"]
     assert error["type"] == "invalid_request_error"
     assert needle in error["message"]
     assert "Traceback" not in reply.text
+    assert not [path for path, _ in fake.requests if path != "/health"]  # refused before llama.cpp saw it
 
 
 def test_api_key_is_required_when_set(llama):

@@ -423,6 +423,7 @@ def create_app(settings=None, transport=None):
         body = await read_json(request)
         messages = validate_messages(body.get("messages"))
         if settings.mode == "native":
+            completion_payload(body, "", [], False)  # the same 400s as the 2023 server's translation
             return await native("/v1/chat/completions", body)
         stream = bool(body.get("stream"))
         payload = completion_payload(body, render(settings.template, messages), DEFAULT_STOPS[settings.template],
@@ -460,6 +461,7 @@ def create_app(settings=None, transport=None):
         if not isinstance(prompt, str):
             raise APIError(400, "'prompt' must be a string", param="prompt")
         if settings.mode == "native":
+            completion_payload(body, "", [], False)
             return await native("/v1/completions", body)
         stream = bool(body.get("stream"))
         payload = completion_payload(body, prompt, [], stream)
