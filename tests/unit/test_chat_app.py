@@ -159,3 +159,41 @@ def test_chat_page_answers_through_gradios_own_client(stack):
         assert chat.content_text(history[-1]["content"]) == "Paris is the capital."
     finally:
         demo.close()
+
+
+def test_login_is_off_without_a_password_and_on_with_one():
+    assert "auth" not in chat.launch_options(chat.Settings({}))
+    options = chat.launch_options(chat.Settings({"EDGE_LLAMA_CHAT_HOST": "0.0.0.0",
+                                                 "EDGE_LLAMA_CHAT_PASSWORD": "correct horse"}))
+    assert options["auth"] == ("edge-llama", "correct horse")
+    assert options["server_name"] == "0.0.0.0"
+
+
+def test_a_password_puts_the_page_behind_gradios_login(stack):
+    """With a password, Gradio's own login: the app's config and events refuse a client without the
+    session cookie, a wrong password is refused, the right one gets an answer."""
+    import httpx
+    from gradio_client import Client
+
+    from services_apps import free_port
+
+    _llama, _api, settings, client = stack
+    settings.port, settings.username, settings.password = free_port(), "alice", "correct horse"
+    demo = chat.build(settings, client=client)
+    options = dict(chat.launch_options(settings), prevent_thread_lock=True)
+    demo.launch(**options)
+    url = "http://127.0.0.1:%d/" % settings.port
+    try:
+        assert httpx.get(url + "config").status_code == 401
+        wrong = httpx.post(url + "login", data={"username": "alice", "password": "wrong"})
+        assert wrong.status_code == 400
+        from gradio_client.exceptions import AuthenticationError
+
+        with pytest.raises(AuthenticationError):
+            Client(url, verbose=False)
+        gc = Client(url, auth=("alice", "correct horse"), verbose=False)
+        _, history = gc.predict("What is the capital of France?", [], api_name="/user")
+        history = gc.predict(history, api_name="/bot")
+        assert chat.content_text(history[-1]["content"]) == "Paris is the capital."
+    finally:
+        demo.close()

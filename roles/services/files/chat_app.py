@@ -8,7 +8,8 @@ A backend error (model loading, server down) shows up as a message in the chat i
 Configuration (environment, usually /etc/edge-llama/chat-app.env):
   EDGE_LLAMA_CHAT_HOST (127.0.0.1), EDGE_LLAMA_CHAT_PORT (7860), EDGE_LLAMA_OPENAI_URL
   (http://127.0.0.1:8081/v1), EDGE_LLAMA_OPENAI_API_KEY, EDGE_LLAMA_MODEL_ALIAS (llama_2),
-  EDGE_LLAMA_SYSTEM_PROMPT, EDGE_LLAMA_TEMPERATURE (0), EDGE_LLAMA_MAX_TOKENS (512).
+  EDGE_LLAMA_SYSTEM_PROMPT, EDGE_LLAMA_TEMPERATURE (0), EDGE_LLAMA_MAX_TOKENS (512),
+  EDGE_LLAMA_CHAT_USERNAME (edge-llama), EDGE_LLAMA_CHAT_PASSWORD (empty: no login page).
 """
 
 import os
@@ -33,6 +34,8 @@ class Settings:
         self.api_key = env.get("EDGE_LLAMA_OPENAI_API_KEY", "") or "none"
         self.model = env.get("EDGE_LLAMA_MODEL_ALIAS", "llama_2")
         self.system_prompt = env.get("EDGE_LLAMA_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT)
+        self.username = env.get("EDGE_LLAMA_CHAT_USERNAME", "") or "edge-llama"
+        self.password = env.get("EDGE_LLAMA_CHAT_PASSWORD", "")
         try:
             self.temperature = float(env.get("EDGE_LLAMA_TEMPERATURE", "0"))
             self.max_tokens = int(env.get("EDGE_LLAMA_MAX_TOKENS", "512"))
@@ -135,12 +138,22 @@ def build(settings=None, client=None):
     return demo
 
 
+def launch_options(settings):
+    """Arguments of Blocks.launch: a login page when a password is set (always on the LAN)."""
+    options = {"server_name": settings.host, "server_port": settings.port, "share": False,
+               "show_error": False, "ssr_mode": False}
+    if settings.password:
+        options["auth"] = (settings.username, settings.password)
+        options["auth_message"] = "edge-llama: log in with the chat app's user name and password."
+    return options
+
+
 def main():
     settings = Settings()
-    print("edge-llama chat on %s:%d, endpoint %s, model %s" % (settings.host, settings.port, settings.base_url,
-                                                               settings.model), flush=True)
-    build(settings).launch(server_name=settings.host, server_port=settings.port, share=False,
-                           show_error=False, ssr_mode=False)
+    print("edge-llama chat on %s:%d, endpoint %s, model %s, login %s" % (
+        settings.host, settings.port, settings.base_url, settings.model,
+        "required" if settings.password else "off"), flush=True)
+    build(settings).launch(**launch_options(settings))
 
 
 if __name__ == "__main__":
