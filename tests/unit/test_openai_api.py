@@ -358,3 +358,20 @@ def test_one_log_line_per_request_without_prompt_or_key(caplog):
     assert len(lines) == 2
     assert lines[0].startswith("POST /v1/chat/completions 200") and lines[1].startswith("POST /v1/chat/completions 401")
     assert not any("capital" in line or "s3cret" in line or "wrong" in line for line in lines)
+
+
+def test_an_unexpected_error_is_a_500_json_without_a_stack_trace(caplog):
+    from starlette.testclient import TestClient
+
+    def handler(request):
+        raise RuntimeError("something nobody expected")
+
+    app = api.create_app(api.Settings({}), transport=httpx.MockTransport(handler))
+    caplog.set_level("INFO", logger="edge-llama-openai")
+    with TestClient(app) as http:
+        reply = http.post("/v1/chat/completions", json={"messages": MESSAGES})
+    assert reply.status_code == 500
+    assert reply.json()["error"]["type"] == "server_error"
+    assert "Traceback" not in reply.text and "nobody expected" not in reply.text
+    assert "POST /v1/chat/completions 500" in caplog.text  # the traceback goes to the journal only
+    assert "RuntimeError" in caplog.text

@@ -245,6 +245,49 @@ def stream_error(exc):
 
 # --- the app -------------------------------------------------------------------------------------
 
+class Guard:
+    """The API key, one log line per request and no stack trace to a client, as a plain ASGI
+    middleware: Starlette's @app.middleware("http") would pass every streamed chunk through a
+    queue of its own (measured: about 10 ms on the first token of a stream)."""
+
+    def __init__(self, app, settings):
+        self.app, self.settings = app, settings
+        self.expected = ("Bearer " + settings.api_key).encode() if settings.api_key else None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.monotonic(), []
+        method, path = scope["method"], scope["path"]
+
+        async def send_and_note(message):
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        if self.expected is not None and path != "/health":
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                response = APIError(401, "Missing or wrong API key (send 'Authorization: Bearer <key>').",
+                                    "invalid_request_error", "invalid_api_key").response()
+                await response(scope, receive, send_and_note)
+                self.log(method, path, status, started)
+                return
+        try:
+            await self.app(scope, receive, send_and_note)
+        except Exception:  # never a stack trace to the client
+            LOG.exception("unexpected error on %s %s", method, path)
+            if not status:
+                response = APIError(500, "internal error in the OpenAI endpoint", "server_error").response()
+                await response(scope, receive, send_and_note)
+        self.log(method, path, status, started)
+
+    @staticmethod
+    def log(method, path, status, started):
+        LOG.info("%s %s %d %.0fms", method, path, status[0] if status else 500, (time.monotonic() - started) * 1000)
+
+
 def create_app(settings=None, transport=None):
     settings = settings or Settings()
     app = FastAPI(title="edge-llama OpenAI-compatible endpoint", docs_url=None, redoc_url=None, openapi_url=None)
@@ -252,27 +295,7 @@ def create_app(settings=None, transport=None):
                                timeout=httpx.Timeout(settings.timeout, connect=5.0))
     app.state.settings, app.state.client = settings, client
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        started = time.monotonic()
-        if settings.api_key and request.url.path not in ("/health",):
-            given = request.headers.get("authorization", "")
-            expected = "Bearer " + settings.api_key
-            if not hmac.compare_digest(given.encode(), expected.encode()):
-                response = APIError(401, "Missing or wrong API key (send 'Authorization: Bearer <key>').",
-                                    "invalid_request_error", "invalid_api_key").response()
-                LOG.info("%s %s 401 %.0fms", request.method, request.url.path, (time.monotonic() - started) * 1000)
-                return response
-        try:
-            response = await call_next(request)
-        except APIError as exc:
-            response = exc.response()
-        except Exception:  # never a stack trace to the client
-            LOG.exception("unexpected error on %s %s", request.method, request.url.path)
-            response = APIError(500, "internal error in the OpenAI endpoint", "server_error").response()
-        LOG.info("%s %s %d %.0fms", request.method, request.url.path, response.status_code,
-                 (time.monotonic() - started) * 1000)
-        return response
+    app.add_middleware(Guard, settings=settings)
 
     @app.exception_handler(APIError)
     async def api_error(_request, exc):
