@@ -23,6 +23,17 @@ def test_messages_history_becomes_openai_chat_with_system_prompt_first():
     ]
 
 
+def test_the_apps_own_error_notices_are_not_sent_back_to_the_model():
+    history = [{"role": "user", "content": "Hi"},
+               {"role": "assistant", "content": chat.NOTICE.lstrip() + "The model endpoint answered 503: loading"},
+               {"role": "user", "content": "Hi again"},
+               {"role": "assistant", "content": "Hello" + chat.NOTICE + "The answer was cut off: reset"},
+               {"role": "user", "content": "Still there?"}]
+    assert chat.to_oai_chat(history, "") == [
+        {"role": "user", "content": "Hi"}, {"role": "user", "content": "Hi again"},
+        {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "Still there?"}]
+
+
 def test_tutorial_pairs_are_still_understood():
     assert chat.to_oai_chat([["Hi", "Hello!"], ["Again", None]], "") == [
         {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},

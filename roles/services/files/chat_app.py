@@ -23,6 +23,8 @@ import gradio as gr  # noqa: E402
 import openai  # noqa: E402
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful AI assistant."
+# How the app marks its own notices in an answer (a backend error); they are not sent back to the model.
+NOTICE = "\n\n\u26a0\ufe0f "
 
 
 class Settings:
@@ -65,14 +67,21 @@ def to_oai_chat(history, system_prompt):
     for item in history or []:
         if isinstance(item, dict):
             role, text = item.get("role"), content_text(item.get("content"))
+            if role == "assistant":
+                text = without_notice(text)
             if role in ("user", "assistant") and text:
                 chat.append({"role": role, "content": text})
         elif isinstance(item, (list, tuple)) and len(item) == 2:
             if item[0]:
                 chat.append({"role": "user", "content": content_text(item[0])})
-            if item[1]:
-                chat.append({"role": "assistant", "content": content_text(item[1])})
+            if item[1] and without_notice(content_text(item[1])):
+                chat.append({"role": "assistant", "content": without_notice(content_text(item[1]))})
     return chat
+
+
+def without_notice(text):
+    """An answer without the app's error notice (which the model must not see and repeat)."""
+    return text.split(NOTICE.strip(), 1)[0].strip() if text else text
 
 
 def stream_answer(client, settings, history):
@@ -103,14 +112,14 @@ def stream_answer(client, settings, history):
         body = exc.body if isinstance(exc.body, dict) else {}
         error = body.get("error", body)
         detail = error.get("message", exc.message) if isinstance(error, dict) else exc.message
-        answer["content"] += "\n\n⚠️ The model endpoint answered %d: %s" % (exc.status_code, detail)
+        answer["content"] += NOTICE + "The model endpoint answered %d: %s" % (exc.status_code, detail)
         yield history
     except openai.APIConnectionError as exc:  # refused, reset, timed out
-        answer["content"] += "\n\n⚠️ The model endpoint is not reachable (%s). It may be restarting; " \
+        answer["content"] += NOTICE + "The model endpoint is not reachable (%s). It may be restarting; " \
                              "try again in a moment." % type(exc).__name__
         yield history
     except Exception as exc:  # an error event mid-stream, a malformed reply: say so in the chat
-        answer["content"] += "\n\n⚠️ The answer was cut off: %s" % (getattr(exc, "message", None) or exc)
+        answer["content"] += NOTICE + "The answer was cut off: %s" % (getattr(exc, "message", None) or exc)
         yield history
 
 
