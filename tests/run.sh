@@ -16,7 +16,8 @@ mkdir -p tests/artifacts "$EDGE_LLAMA_CACHE/ccache" "$EDGE_LLAMA_CACHE/apt-cuda"
 # Fast tests first; each scenario after them. pytest's closing line counts everything.
 set +e
 python -m pytest -p no:cacheprovider -v --durations=0 \
-  tests/unit tests/test_lint.py tests/test_preflight.py tests/test_model_fetch.py tests/test_scenarios.py "$@"
+  tests/unit tests/test_lint.py tests/test_preflight.py tests/test_services_settings.py tests/test_model_fetch.py \
+  tests/test_scenarios.py "$@"
 rc=$?
 set -e
 echo "edge-llama: whole suite took $(( $(date +%s) - start )) s"

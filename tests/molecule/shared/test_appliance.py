@@ -6,9 +6,12 @@ and gradio_client for the chat app.
 """
 
 import json
+import re
 import textwrap
 
 import pytest
+
+import appliance
 
 UNITS = ("edge-llama-server", "edge-llama-openai", "edge-llama-chat")
 PORTS = {"edge-llama-server": 8080, "edge-llama-openai": 8081, "edge-llama-chat": 7860}
@@ -20,8 +23,11 @@ def fact(host, name):
 
 
 def run_py(host, code, timeout=300):
-    """Run Python in the services' virtualenv on the host and return its stdout."""
+    """Run Python in the services' virtualenv on the host and return its stdout. API_KEY and
+    CHAT_AUTH in the code are replaced by the host's key and chat login (from its inventory)."""
     script = textwrap.dedent(code)
+    script = script.replace("API_KEY", repr(appliance.api_key(host)))
+    script = script.replace("CHAT_AUTH", repr(appliance.chat_login(host)))
     cmd = host.run("timeout %d %s - <<'PYEOF'\n%s\nPYEOF" % (timeout, VENV_PY, script))
     assert cmd.rc == 0, "python on %s failed (rc %s):\n%s\n%s" % (
         host.backend.get_pytest_id(), cmd.rc, cmd.stdout, cmd.stderr)
@@ -69,14 +75,95 @@ def test_services_log_to_journald(host):
     assert out.strip(), "llama.cpp's server logged nothing to the journal"
 
 
-def test_ports_listen_on_loopback_only(host):
+def test_ports_listen_on_loopback_unless_exposed(host):
+    """Loopback only by default; with the LAN switch the endpoint and the chat app on 0.0.0.0, and
+    llama.cpp's port on loopback either way."""
+    lan = appliance.exposed(host)
     listening = host.run("ss -ltnH").stdout.split("\n")
     for unit, port in PORTS.items():
         addresses = [line.split()[3] for line in listening if line.split() and line.split()[3].endswith(":%d" % port)]
         assert addresses, "%s does not listen on port %d" % (unit, port)
+        expected = ("0.0.0.0",) if lan and unit != "edge-llama-server" else ("127.0.0.1", "[::1]")
         for address in addresses:
-            assert address.rsplit(":", 1)[0] in ("127.0.0.1", "[::1]"), \
-                "%s listens on %s, not only on loopback" % (unit, address)
+            assert address.rsplit(":", 1)[0] in expected, \
+                "%s listens on %s, expected %s (exposed: %s)" % (unit, address, " or ".join(expected), lan)
+
+
+def test_secrets_are_not_world_readable(host):
+    for name in ("openai-api.env", "chat-app.env"):
+        env = host.file("/etc/edge-llama/%s" % name)
+        assert env.user == "root" and env.mode & 0o007 == 0, "%s is mode %o" % (name, env.mode)
+    if appliance.exposed(host):
+        key = appliance.api_key(host)
+        assert key in host.file("/etc/edge-llama/openai-api.env").content_string
+        for unit in UNITS:
+            journal = host.run("journalctl -u %s --no-pager -q -o cat", unit).stdout
+            assert key not in journal and appliance.chat_login(host)[1] not in journal, unit
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_systemd_security_exposure_is_at_most_4(host, unit):
+    out = host.run("systemd-analyze security --no-pager %s.service", unit)
+    assert out.rc == 0, out.stderr
+    found = re.search(r"Overall exposure level for %s\.service: ([0-9.]+) (\w+)" % unit, out.stdout)
+    assert found, out.stdout[-2000:]
+    score = float(found.group(1))
+    line = "systemd-analyze security %s on %s: %.1f %s" % (unit, appliance.name(host), score, found.group(2))
+    print(line)  # and kept beside the scenario logs, since pytest shows a passing test's output to nobody
+    appliance.ARTIFACTS.mkdir(exist_ok=True)
+    with open(appliance.ARTIFACTS / "systemd-security.txt", "a") as figures:
+        figures.write(line + "\n")
+    assert score <= 4.0, "%s: exposure %.1f\n%s" % (unit, score, out.stdout)
+
+
+def test_units_are_sandboxed(host):
+    names = ("ProtectSystem", "ProtectHome", "PrivateTmp", "NoNewPrivileges", "PrivateDevices", "DevicePolicy",
+             "DeviceAllow", "CapabilityBoundingSet", "IPAddressDeny", "IPAddressAllow", "RestrictAddressFamilies")
+    props = {}
+    for unit in UNITS:
+        out = host.run("systemctl show " + " ".join("-p " + n for n in names) + " %s", unit).stdout
+        values = props[unit] = {}
+        for line in out.strip().splitlines():  # DeviceAllow= comes once per entry
+            key, value = line.split("=", 1)
+            values.setdefault(key, []).append(value)
+    one = {unit: {key: " ".join(v) for key, v in values.items()} for unit, values in props.items()}
+    for unit, values in one.items():
+        assert values["ProtectSystem"] == "strict" and values["ProtectHome"] == "yes", unit
+        assert values["PrivateTmp"] == "yes" and values["NoNewPrivileges"] == "yes", unit
+        assert values["CapabilityBoundingSet"] == "", unit
+        assert values["RestrictAddressFamilies"] == "AF_INET AF_INET6 AF_UNIX", unit
+        assert values["DevicePolicy"] == "closed", unit
+    # The server: closed to every device but the NVIDIA groups (and the clock, ProtectClock's char-rtc r);
+    # its address filter admits loopback only.
+    server = one["edge-llama-server"]
+    assert server["PrivateDevices"] == "no"
+    assert sorted(props["edge-llama-server"]["DeviceAllow"]) == sorted(
+        ["char-rtc r", "char-nvidia-frontend rw", "char-nvidiactl rw", "char-nvidia-uvm rw", "char-nvidia-caps r"])
+    everything = {"0.0.0.0/0", "::/0"}  # systemd prints these sets in no fixed order
+    assert set(server["IPAddressAllow"].split()) == {"127.0.0.0/8", "::1/128"}
+    assert set(server["IPAddressDeny"].split()) == everything
+    for unit in ("edge-llama-openai", "edge-llama-chat"):
+        assert one[unit]["PrivateDevices"] == "yes", unit
+        # Loopback only, unless on the LAN (any address, or services_lan_allowed_networks).
+        assert (set(one[unit]["IPAddressDeny"].split()) == everything) != appliance.exposed(host), (unit, one[unit])
+
+
+def test_model_directory_is_read_only_to_the_server(host):
+    """Inside the server's own mount namespace, even root cannot write next to the model."""
+    model_dir = fact(host, "model")["path"].rsplit("/", 1)[0]
+    pid = host.run("systemctl show -p MainPID --value edge-llama-server").stdout.strip()
+    probe = host.run("nsenter -t %s -m touch %s/.edge-llama-write-probe", pid, model_dir)
+    assert probe.rc != 0 and "Read-only file system" in probe.stderr, (probe.rc, probe.stderr)
+
+
+@pytest.mark.parametrize("unit", ["edge-llama-openai", "edge-llama-chat"])
+def test_python_apps_see_no_devices(host, unit):
+    """PrivateDevices: in the app's own mount namespace /dev holds only the pseudo devices."""
+    pid = host.run("systemctl show -p MainPID --value %s", unit).stdout.strip()
+    devices = set(host.run("nsenter -t %s -m ls /dev", pid).stdout.split())
+    assert "null" in devices and "urandom" in devices
+    assert host.file("/dev/kmsg").exists  # the host (a privileged container) has it ...
+    assert "kmsg" not in devices and not devices & {"mem", "kmsg", "loop-control", "fuse"}, devices  # ... the app not
 
 
 def test_server_flags_are_the_tutorials(host):
@@ -131,7 +218,7 @@ def test_openai_sdk_without_streaming(host):
     out = run_py(host, """
         import json
         from openai import OpenAI
-        client = OpenAI(base_url="http://127.0.0.1:8081/v1", api_key="unused")
+        client = OpenAI(base_url="http://127.0.0.1:8081/v1", api_key=API_KEY)
         models = [m.id for m in client.models.list()]
         r = client.chat.completions.create(model="llama_2", temperature=0, max_tokens=24,
             messages=[{"role": "system", "content": "You are a helpful AI assistant."},
@@ -149,7 +236,7 @@ def test_openai_sdk_streams_content(host):
     out = run_py(host, """
         import json
         from openai import OpenAI
-        client = OpenAI(base_url="http://127.0.0.1:8081/v1", api_key="unused")
+        client = OpenAI(base_url="http://127.0.0.1:8081/v1", api_key=API_KEY)
         stream = client.chat.completions.create(model="llama_2", temperature=0, max_tokens=24, stream=True,
             messages=[{"role": "user", "content": "Count from one to five."}])
         parts = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
@@ -167,7 +254,7 @@ def test_factual_question_gets_a_sensible_answer(host):
     assert "SmolLM2" in fact(host, "model")["filename"]
     out = run_py(host, """
         from openai import OpenAI
-        client = OpenAI(base_url="http://127.0.0.1:8081/v1", api_key="unused")
+        client = OpenAI(base_url="http://127.0.0.1:8081/v1", api_key=API_KEY)
         r = client.chat.completions.create(model="llama_2", temperature=0, max_tokens=48,
             messages=[{"role": "system", "content": "You are a helpful AI assistant."},
                       {"role": "user", "content": "What is the capital of France?"}])
@@ -189,7 +276,7 @@ def test_chat_app_serves_its_page(host):
 ASK_CHAT_PAGE = """
     import json
     from gradio_client import Client
-    client = Client("http://127.0.0.1:7860/", verbose=False)
+    client = Client("http://127.0.0.1:7860/", auth=CHAT_AUTH, verbose=False)
     _, history = client.predict("What is the capital of France?", [], api_name="/user")
     history = client.predict(history, api_name="/bot")
     content = history[-1]["content"]
