@@ -15,10 +15,13 @@ t0=$(date +%s)
 
 # 1. Distribution packages. netavark/aardvark-dns/iptables: podman's network stack (netavark
 # runs iptables, which apt only recommends; with
-# --no-install-recommends apt would pick the older CNI plugins instead).
+# --no-install-recommends apt would pick the older CNI plugins instead). chromium: the browser the
+# client tests drive with Playwright (its own browser download is not used), fonts-liberation to
+# render the page's text (chromium only recommends it); util-linux: nsenter, which those tests use
+# to reach a test host's loopback.
 need=()
 for pkg in podman runc netavark aardvark-dns iptables uidmap slirp4netns debootstrap git ccache curl \
-           iproute2 python3-venv ca-certificates; do
+           iproute2 python3-venv ca-certificates chromium fonts-liberation util-linux; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
