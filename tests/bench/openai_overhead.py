@@ -69,7 +69,8 @@ def repo_app():
 
 
 def load_app(path):
-    """openai_api.py imported by path, for render() and DEFAULT_STOPS (it imports fastapi and httpx)."""
+    """openai_api.py imported by path, for render(), DEFAULT_STOPS and completion_payload() (it imports
+    fastapi and httpx)."""
     if path is None:
         path = repo_app() or APPLIANCE_APP
     path = Path(path)
@@ -83,7 +84,7 @@ def load_app(path):
     except ImportError as exc:
         raise Failure("cannot import %s (%s); run this with a Python that has the services' packages, e.g. "
                       "/opt/edge-llama/venvs/services/bin/python or the controller's .venv" % (path, exc)) from None
-    for name in ("render", "DEFAULT_STOPS"):
+    for name in ("render", "DEFAULT_STOPS", "completion_payload"):
         if not hasattr(module, name):
             raise Failure("%s has no %s: not edge-llama's openai_api.py?" % (path, name))
     return path, module
@@ -464,9 +465,8 @@ def bench(opts):
     def direct_body(stream):
         if backend == "native":  # what the endpoint forwards: the body as it came
             return endpoint_body(stream)
-        # what completion_payload() in the endpoint builds for this request
-        return {"prompt": prompt, "stream": stream, "stop": list(app.DEFAULT_STOPS[template]), "cache_prompt": True,
-                "n_predict": opts.max_tokens, "temperature": 0.0, "seed": opts.seed}
+        # what the endpoint itself builds for this request (its own completion_payload)
+        return app.completion_payload(endpoint_body(stream), prompt, app.DEFAULT_STOPS[template], stream)
 
     direct_target = ("llama.cpp's server", llama + ("/v1/chat/completions" if backend == "native" else "/completion"),
                      {}, "openai" if backend == "native" else "completion")
