@@ -15,11 +15,11 @@ REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"
 
 # Cheapest first: a failure in check mode or the tutorial's path shows before the long one.
-SCENARIOS = ["check", "seed", "cuda", "default"]
+SCENARIOS = ["check", "upgrade", "cuda", "default"]
 # The cuda scenario spends its first minutes downloading and unpacking the CUDA toolkit (1.6 GB),
-# which needs the network and the disk rather than the 2 CPUs the seed scenario's build needs:
-# it starts in the background with the seed scenario and is waited for in its own turn.
-ALONGSIDE = {"seed": ["cuda"]}
+# which needs the network and the disk rather than the 2 CPUs the upgrade scenario's build needs:
+# it starts in the background with the upgrade scenario and is waited for in its own turn.
+ALONGSIDE = {"upgrade": ["cuda"]}
 TIMEOUT = 40 * 60
 _background = {}
 

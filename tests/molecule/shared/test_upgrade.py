@@ -1,0 +1,251 @@
+"""Re-running site.yml to upgrade, on the upgrade scenario's host, one step after the other.
+
+The scenario converged the tutorial's release (2023 llama.cpp, Makefile build, the tiny model) and the
+other files of this directory checked it. These tests then run `ansible-playbook site.yml` again from
+the controller with other settings, as a user upgrades, and check what serves afterwards with the
+official openai SDK in the host's network namespace:
+
+1. llama.cpp master (CMake, native /v1) with SmolLM2: upgraded, the chat answers.
+2. a commit that does not compile: the run fails naming the host, the commit and the compiler error;
+   nothing was switched.
+3. a commit that builds but whose server exits at start: switched, the health gate fails, rolled back.
+4. a model whose SHA-256 does not match its pin: the download is discarded, nothing was switched.
+5. a model that downloads and verifies but does not load: switched, gate fails, rolled back.
+6. check mode with the tutorial's commit: a drift report (commit, units), nothing changed.
+7. services_keep_releases 1: the older and the rejected builds and models are pruned, the serving
+   ones are kept.
+8. the same settings again: nothing changes (changed=0), the summary says unchanged.
+
+The broken commits are branches the test sources add on top of master (tests/setup/sources.py); the
+model that does not load is the tiny model cut in half (its header whole, so the preflight passes).
+The fleet summary comes from the edge_llama_summary callback (its JSON file).
+"""
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import appliance
+from test_clients import sdk, target  # noqa: F401  (target is a fixture)
+
+pytestmark = pytest.mark.upgrade
+
+REPO = Path(__file__).resolve().parents[3]
+CACHE = Path(os.environ.get("EDGE_LLAMA_CACHE", REPO / ".cache"))
+GIT_MIRROR = CACHE / "mirror" / "git" / "llama.cpp.git"
+TINY_DIR = CACHE / "mirror" / "hf" / "models" / "edge-llama-test" / "tiny-llama-GGUF"
+SMOLLM = yaml.safe_load((REPO / "inventory" / "local" / "group_vars" / "llm_appliances" / "model.yml").read_text())
+BUILDS = "/opt/edge-llama/llama.cpp/builds"
+MODELS = "/media/m2/models"
+
+CURRENT = {
+    "llama_cpp_version": "master",
+    "model_repo_id": SMOLLM["model_repo_id"],
+    "model_filename": SMOLLM["model_filename"],
+    "model_sha256": SMOLLM["model_sha256"],
+    "services_openai_chat_template": "chatml",
+}
+
+
+def commit_of(branch):
+    return subprocess.run(["git", "--git-dir", str(GIT_MIRROR), "rev-parse", "refs/heads/" + branch],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def sha256_of(path):
+    import hashlib
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class Run:
+    def __init__(self, rc, output, summary, seconds):
+        self.rc, self.output, self.summary, self.seconds = rc, output, summary, seconds
+
+    def host(self, name):
+        return self.summary["hosts"][name]
+
+    def recap(self, name):
+        found = re.search(r"^%s\s*:\s*(.*)$" % re.escape(name), self.output, re.M)
+        assert found, "no PLAY RECAP line for %s" % name
+        return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", found.group(1))}
+
+
+def play(step, extra, check=False):
+    """ansible-playbook site.yml against the scenario's inventory, with extra vars, as a user runs it."""
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    appliance.ARTIFACTS.mkdir(exist_ok=True)
+    summary = appliance.ARTIFACTS / ("upgrade-%s.json" % step)
+    if summary.exists():
+        summary.unlink()
+    varsfile = appliance.ARTIFACTS / ("upgrade-%s.vars.json" % step)
+    varsfile.write_text(json.dumps(extra))
+    argv = ["ansible-playbook", "-i", inventory, str(REPO / "site.yml"), "-e", "@%s" % varsfile]
+    if check:
+        argv += ["--check", "--diff"]
+    env = dict(os.environ, EDGE_LLAMA_SUMMARY_JSON=str(summary), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    started = time.monotonic()
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=30 * 60)
+    took = time.monotonic() - started
+    output = proc.stdout + proc.stderr
+    (appliance.ARTIFACTS / ("upgrade-%s.log" % step)).write_text(output)
+    print("upgrade step %s: rc %d in %.0f s" % (step, proc.returncode, took))
+    assert summary.exists(), "no summary JSON after step %s (rc %d):\n%s" % (step, proc.returncode, output[-6000:])
+    return Run(proc.returncode, output, json.loads(summary.read_text()), took)
+
+
+def serving(host):
+    """The release record and the server's running binary and model, from the host itself."""
+    record = json.loads(host.file("/etc/ansible/facts.d/edge_llama_release.fact").content_string)
+    pid = host.check_output("systemctl show -p MainPID --value edge-llama-server.service")
+    assert pid != "0", "edge-llama-server is not running:\n%s" % host.run(
+        "journalctl -u edge-llama-server -n 30 --no-pager").stdout
+    exe = host.check_output("readlink /proc/%s/exe" % pid)
+    cmdline = host.file("/proc/%s/cmdline" % pid).content_string.split("\0")
+    model = cmdline[cmdline.index("-m") + 1]
+    return record, exe, model
+
+
+def answers(target):  # noqa: F811
+    reply = sdk(target, "chat")
+    assert reply["status"] == 200 and reply["content"].strip(), reply
+    return reply
+
+
+def assert_failed_with(run, name, *needles):
+    assert run.rc != 0, "the run should have failed:\n%s" % run.output[-4000:]
+    messages = "\n".join(line for line in run.output.splitlines() if "msg" in line or name in line)
+    for needle in needles:
+        assert needle in run.output, "%r not in the failure output; messages:\n%s" % (needle, messages[-6000:])
+
+
+def test_1_upgrade_to_current_llama_cpp_and_smollm2(host, target):  # noqa: F811
+    before_record, before_exe, _ = serving(host)
+    assert before_exe.endswith("/server"), before_exe  # the tutorial's Makefile build
+    run = play("1-current", CURRENT)
+    assert run.rc == 0, run.output[-6000:]
+    name = appliance.name(host)
+    report = run.host(name)
+    assert report["state"] == "upgraded", report
+    assert report["commit"] == commit_of("master")
+    assert report["model"] == SMOLLM["model_filename"]
+    assert float(report["tokens_per_second"]) > 0, report
+    record, exe, model = serving(host)
+    assert exe == "%s/%s/build/bin/llama-server" % (BUILDS, commit_of("master")), exe
+    assert model == "%s/%s" % (MODELS, SMOLLM["model_filename"]), model
+    assert [r["commit"] for r in record["releases"]] == [commit_of("master"), commit_of("tutorial")], record
+    # The endpoint follows the build: native /v1 now, translated before.
+    env = host.file("/etc/edge-llama/openai-api.env").content_string
+    assert "EDGE_LLAMA_BACKEND_MODE=native" in env
+    assert host.file("%s/%s/server" % (BUILDS, commit_of("tutorial"))).exists  # kept to roll back to
+    answers(target)
+
+
+def test_2_a_commit_that_does_not_compile_changes_nothing(host, target):  # noqa: F811
+    _, exe_before, model_before = serving(host)
+    pid_before = host.check_output("systemctl show -p MainPID --value edge-llama-server.service")
+    run = play("2-broken-build", dict(CURRENT, llama_cpp_version="broken-build"))
+    name = appliance.name(host)
+    assert_failed_with(run, name,
+                       "%s: llama.cpp broken-build (%s) did not build" % (name, commit_of("broken-build")[:12]),
+                       "this tree does not compile", "Nothing was switched",
+                       "llama.cpp %s keeps serving" % commit_of("master")[:12])
+    assert run.host(name)["state"] == "failed", run.host(name)
+    record, exe, model = serving(host)
+    assert (exe, model) == (exe_before, model_before)
+    assert host.check_output("systemctl show -p MainPID --value edge-llama-server.service") == pid_before, \
+        "the server was restarted although nothing was switched"
+    assert record["releases"][0]["commit"] == commit_of("master")
+    answers(target)
+
+
+def test_3_a_server_that_exits_at_start_is_rolled_back(host, target):  # noqa: F811
+    _, exe_before, model_before = serving(host)
+    run = play("3-broken-start", dict(CURRENT, llama_cpp_version="broken-start"))
+    name = appliance.name(host)
+    broken = commit_of("broken-start")
+    model = SMOLLM["model_filename"]
+    assert_failed_with(run, name,
+                       "%s: llama.cpp %s with %s failed its health gate" % (name, broken[:12], model),
+                       "edge-llama-server.service", "refusing to read",
+                       "Rolled back to llama.cpp %s" % commit_of("master")[:12], "which passed the gate again")
+    report = run.host(name)
+    assert report["state"] == "rolled_back", report
+    assert report["commit"] == commit_of("master"), report
+    record, exe, model = serving(host)
+    assert (exe, model) == (exe_before, model_before)
+    assert record["releases"][0]["commit"] == commit_of("master")
+    assert broken in [r["commit"] for r in record["rejected"]], record
+    answers(target)
+
+
+def test_4_a_model_whose_checksum_does_not_match_changes_nothing(host, target):  # noqa: F811
+    _, exe_before, model_before = serving(host)
+    wrong = "0" * 64
+    run = play("4-bad-checksum", dict(CURRENT, model_repo_id="edge-llama-test/tiny-llama-GGUF",
+                                      model_filename="tiny-llama-2l.gguf", model_sha256=wrong))
+    name = appliance.name(host)
+    assert_failed_with(run, name,
+                       "%s: the model edge-llama-test/tiny-llama-GGUF/tiny-llama-2l.gguf was not installed" % name,
+                       "SHA-256 mismatch", "Nothing was switched", "%s keeps serving" % model_before)
+    _, exe, model = serving(host)
+    assert (exe, model) == (exe_before, model_before)
+    answers(target)
+
+
+def test_5_a_model_that_does_not_load_is_rolled_back(host, target):  # noqa: F811
+    _, exe_before, model_before = serving(host)
+    unloadable = TINY_DIR / "tiny-llama-2l-truncated.gguf"
+    run = play("5-unloadable-model", dict(CURRENT, model_repo_id="edge-llama-test/tiny-llama-GGUF",
+                                          model_filename=unloadable.name, model_sha256=sha256_of(unloadable)))
+    name = appliance.name(host)
+    assert_failed_with(run, name, "with %s failed its health gate" % unloadable.name,
+                       "Rolled back to llama.cpp %s with %s" % (commit_of("master")[:12], SMOLLM["model_filename"]))
+    assert run.host(name)["state"] == "rolled_back"
+    _, exe, model = serving(host)
+    assert (exe, model) == (exe_before, model_before)
+    assert host.file("%s/%s" % (MODELS, unloadable.name)).exists  # pruned by the next good release
+    answers(target)
+
+
+def test_6_check_mode_reports_drift_and_changes_nothing(host, target):  # noqa: F811
+    _, exe_before, model_before = serving(host)
+    run = play("6-drift", dict(CURRENT, llama_cpp_version="tutorial"), check=True)
+    name = appliance.name(host)
+    assert run.rc == 0, run.output[-6000:]
+    assert "drift report" in run.output, run.output[-4000:]
+    drift = run.host(name).get("drift", {})
+    assert "commit" in drift and "units" in drift, drift
+    _, exe, model = serving(host)
+    assert (exe, model) == (exe_before, model_before)
+
+
+def test_7_older_and_rejected_releases_are_pruned(host, target):  # noqa: F811
+    run = play("7-prune", dict(CURRENT, services_keep_releases=1))
+    assert run.rc == 0, run.output[-6000:]
+    builds = host.check_output("ls %s" % BUILDS).split()
+    assert builds == [commit_of("master")], builds
+    models = host.check_output("ls %s" % MODELS).split()
+    assert models == [SMOLLM["model_filename"]], models
+    worktrees = host.check_output("git -C /opt/edge-llama/llama.cpp/src worktree list --porcelain")
+    assert commit_of("tutorial") not in worktrees and commit_of("broken-start") not in worktrees, worktrees
+    record, _, _ = serving(host)
+    assert [r["commit"] for r in record["releases"]] == [commit_of("master")] and record["rejected"] == [], record
+    answers(target)
+
+
+def test_8_the_same_release_again_changes_nothing(host, target):  # noqa: F811
+    pid_before = host.check_output("systemctl show -p MainPID --value edge-llama-server.service")
+    run = play("8-again", dict(CURRENT, services_keep_releases=1))
+    name = appliance.name(host)
+    assert run.rc == 0, run.output[-6000:]
+    recap = run.recap(name)
+    assert recap["changed"] == 0 and recap["failed"] == 0, recap
+    assert run.host(name)["state"] == "unchanged", run.host(name)
+    assert host.check_output("systemctl show -p MainPID --value edge-llama-server.service") == pid_before
+    print("re-run with nothing to do, 1 host: %.1f s" % run.seconds)
