@@ -1,8 +1,9 @@
 """roles/services/files/wait_port.py, the server unit's ExecStartPre, against real sockets.
 
-The case it exists for, reproduced: a server that set SO_REUSEADDR (as the 2023 llama.cpp does)
-closed a connection itself, which leaves the connection in TIME_WAIT on its port; a bind with
-SO_REUSEPORT only (as current llama.cpp binds) then fails with EADDRINUSE, for 60 s.
+The case it exists for, reproduced: the 2023 server (its cpp-httplib sets SO_REUSEPORT only) closed a
+connection, so after it exits its side stays on the port (FIN-WAIT-2 while the client keeps its end,
+then TIME_WAIT), and a bind + listen with SO_REUSEADDR, as current llama.cpp's server does it, fails
+with EADDRINUSE until those expire.
 """
 
 import importlib.util
@@ -34,18 +35,18 @@ def run(*args):
     return proc, time.monotonic() - started
 
 
-def leave_time_wait(port):
-    """A 2023-style server on port: SO_REUSEADDR, answers one connection and closes it first."""
+def leave_fin_wait(port):
+    """A 2023-style server on port closes a connection its client keeps open, then exits; returns the client."""
     server = socket.socket()
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     server.bind(("127.0.0.1", port))
     server.listen()
     client = socket.create_connection(("127.0.0.1", port))
     conn, _ = server.accept()
-    conn.close()  # the server closes first: its side goes to TIME_WAIT once the client closes too
-    time.sleep(0.1)
-    client.close()
+    conn.close()  # the server's side: FIN-WAIT-2 once the client acknowledges; the client's: CLOSE-WAIT
     server.close()
+    time.sleep(0.1)
+    return client
 
 
 def test_a_free_port_passes_at_once():
@@ -54,14 +55,17 @@ def test_a_free_port_passes_at_once():
 
 
 @pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="needs SO_REUSEPORT (Linux)")
-def test_time_wait_blocks_a_reuseport_bind_and_the_script_says_so():
+def test_what_the_old_server_left_blocks_the_port():
     port = free_port()
-    leave_time_wait(port)
-    assert isinstance(wait_port.can_bind("127.0.0.1", port), OSError)  # what current llama.cpp hits
-    proc, took = run("127.0.0.1", port, 1)
-    assert proc.returncode == 1, proc
-    assert "cannot be bound yet" in proc.stdout and "still cannot be bound after 1 s" in proc.stderr, proc
-    assert 0.9 < took < 10, took
+    client = leave_fin_wait(port)
+    try:
+        assert isinstance(wait_port.can_bind("127.0.0.1", port), OSError)  # what llama.cpp's server hits
+        proc, took = run("127.0.0.1", port, 1)
+        assert proc.returncode == 1, proc
+        assert "cannot be bound yet" in proc.stdout and "still cannot be bound after 1 s" in proc.stderr, proc
+        assert 0.9 < took < 10, took
+    finally:
+        client.close()
 
 
 def test_waits_for_a_listener_to_go_away():

@@ -1,12 +1,14 @@
 #!/usr/bin/python3
-"""ExecStartPre of edge-llama-server: wait until llama.cpp's port can be bound again.
+"""ExecStartPre of edge-llama-server: wait until llama.cpp's port can be bound and listened on again.
 
-Current llama.cpp (its vendored cpp-httplib) binds with SO_REUSEPORT only, not SO_REUSEADDR, so the
-connections the previous server closed itself (TIME_WAIT, 60 s on Linux) make the new server's bind
-fail ("couldn't bind HTTP server socket") until they expire. The 2023 server closes every
-connection, so an upgrade from it while clients use it hit this every time: the new server exited,
-and the health gate rolled the upgrade back. This binds the way the server does, as its user, until
-that works, and says how long it waited.
+Current llama.cpp's server binds with SO_REUSEADDR (SO_REUSEPORT only with --reuse-port). The 2023
+server's cpp-httplib set SO_REUSEPORT only, so the connections it closed (TIME_WAIT, 60 s on Linux;
+FIN-WAIT-2 while a client such as the OpenAI endpoint's keep-alive pool keeps its end) block that
+bind: after an upgrade from it under load the new server exited at once with "couldn't bind HTTP
+server socket", and the health gate rolled the upgrade back (found by the downtime benchmark, and
+reproduced with ss in the test host). This binds and listens the way the server does, as its user,
+until that works, and says how long it waited. (The role also stops the endpoint before it restarts
+the server, so that its pooled connections close first.)
 
 Usage: wait_port.py HOST PORT [TIMEOUT_SECONDS]      (standard library only; the system python3)
 """
@@ -20,9 +22,9 @@ def can_bind(host, port):
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(family, kind, proto)
     try:
-        if hasattr(socket, "SO_REUSEPORT"):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
+        sock.listen(1)
         return None
     except OSError as exc:
         return exc
@@ -40,8 +42,8 @@ def main(argv):
     error = can_bind(host, port)
     if error is None:
         return 0
-    print("%s:%d cannot be bound yet (%s): waiting up to %.0f s for the previous server's closed "
-          "connections to expire" % (host, port, error.strerror or error, timeout), flush=True)
+    print("%s:%d cannot be bound yet (%s): waiting up to %.0f s for the previous server's "
+          "connections to close" % (host, port, error.strerror or error, timeout), flush=True)
     while time.monotonic() - started < timeout:
         time.sleep(0.5)
         error = can_bind(host, port)
