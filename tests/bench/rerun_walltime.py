@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -28,12 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import Failure, ansible_playbook, playbook_path  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 RECAP_LINE = re.compile(r"^(\S+)\s+:\s+((?:\w+=\d+\s*)+)$")
-
-
-class Failure(Exception):
-    pass
 
 
 def parse_recap(output):
@@ -65,25 +63,6 @@ def problems(recap, hosts):
         if counts.get("changed", 0):
             found.append("not idempotent: %s changed=%d" % (host, counts["changed"]))
     return found
-
-
-def ansible_playbook():
-    found = shutil.which("ansible-playbook")
-    if found:
-        return found
-    beside = Path(sys.executable).parent / "ansible-playbook"
-    if beside.exists():
-        return str(beside)
-    raise Failure("ansible-playbook not found (source tests/setup/env.sh)")
-
-
-def playbook_path(name):
-    path = Path(name)
-    if not path.is_absolute() and not path.exists():
-        path = REPO / name
-    if not path.is_file():
-        raise Failure("no playbook %s" % name)
-    return str(path.resolve())
 
 
 def run(opts, hosts, log):

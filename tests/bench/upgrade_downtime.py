@@ -41,7 +41,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -53,6 +52,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import Failure, ansible_playbook, playbook_path  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 CHAT_URL = "http://127.0.0.1:8081/v1/chat/completions"
 LLAMA_URL = "http://127.0.0.1:8080"
@@ -61,12 +63,6 @@ HOLD = 3.0  # seconds both must have been OK for, after the playbook
 SETTLE_MAX = 300.0
 BASELINE_MAX = 60.0
 UNIT = "edge-llama-server"
-
-
-class Failure(Exception):
-    def __init__(self, message, code=1):
-        super().__init__(message)
-        self.code = code
 
 
 # --- the analysis (pure) -----------------------------------------------------------------------------------------
@@ -332,25 +328,6 @@ class Poller:
         with self.lock:
             self.jsonl.close()
         return self.snapshot()
-
-
-def ansible_playbook():
-    found = shutil.which("ansible-playbook")
-    if found:
-        return found
-    beside = Path(sys.executable).parent / "ansible-playbook"
-    if beside.exists():
-        return str(beside)
-    raise Failure("ansible-playbook not found (source tests/setup/env.sh)")
-
-
-def playbook_path(name):
-    path = Path(name)
-    if not path.is_absolute() and not path.exists():
-        path = REPO / name
-    if not path.is_file():
-        raise Failure("no playbook %s" % name)
-    return str(path.resolve())
 
 
 def run_playbook(opts, varsfile, log):
