@@ -128,6 +128,12 @@ platform:
     tegra_release:
       description: First line of C(/etc/nv_tegra_release), if any.
       type: str
+    cuda_repo_arch:
+      description:
+        - The directory of NVIDIA's CUDA repository for this machine, C(x86_64), C(sbsa) (aarch64
+          servers, IGX Orin in dGPU mode) or C(arm64) (Jetson, IGX Orin in iGPU mode: CUDA for L4T);
+          null for other architectures.
+      type: str
 cuda_toolkit:
   description: The CUDA toolkit found, if any.
   returned: always
@@ -320,8 +326,10 @@ def _read_all(path):
 def detect_platform(gpus, root="/", machine=None):
     machine = machine or _platform.machine()
     join = lambda *parts: os.path.join(root, *parts)  # noqa: E731
-    dt_model = _read_first_line(join("proc", "device-tree", "model"))
-    compatible = _read_all(join("proc", "device-tree", "compatible"))
+    # /proc/device-tree is the kernel's link to /sys/firmware/devicetree/base; read either.
+    trees = [join("proc", "device-tree"), join("sys", "firmware", "devicetree", "base")]
+    dt_model = next(filter(None, (_read_first_line(os.path.join(tree, "model")) for tree in trees)), None)
+    compatible = next(filter(None, (_read_all(os.path.join(tree, "compatible")) for tree in trees)), "")
     product = _read_first_line(join("sys", "class", "dmi", "id", "product_name"))
     tegra = _read_first_line(join("etc", "nv_tegra_release"))
     model = dt_model or product
@@ -341,7 +349,16 @@ def detect_platform(gpus, root="/", machine=None):
         kind, mode = "arm64_sbsa", None
     else:
         kind, mode = "other", None
-    return {"kind": kind, "mode": mode, "architecture": machine, "model": model, "tegra_release": tegra}
+    # NVIDIA's CUDA repositories: sbsa for aarch64 servers and IGX in dGPU mode, arm64 for the
+    # integrated GPU of a Jetson (or of an IGX in iGPU mode), whose CUDA is built for L4T.
+    if machine in ("x86_64", "amd64"):
+        repo_arch = "x86_64"
+    elif machine in ("aarch64", "arm64"):
+        repo_arch = "arm64" if mode == "igpu" else "sbsa"
+    else:
+        repo_arch = None
+    return {"kind": kind, "mode": mode, "architecture": machine, "model": model, "tegra_release": tegra,
+            "cuda_repo_arch": repo_arch}
 
 
 def find_nvcc(module, cuda_home):

@@ -5,6 +5,8 @@ captured and which lines were composed from another output of the same capture. 
 faked here is the GPU itself: the module's commands are answered from those files.
 """
 
+from pathlib import Path
+
 import pytest
 
 import nvidia_gpu_info as module
@@ -110,37 +112,57 @@ def test_orin_igpu_has_no_memory_figures(host, run_module, tmp_path):
     assert result["platform"]["kind"] == "jetson" and result["platform"]["mode"] == "igpu"
 
 
+IGX = Path(__file__).resolve().parents[1] / "molecule" / "arm64" / "igx"  # strings from real machines (SOURCE.md)
+
+
+def igx_files(board, tree="proc/device-tree", tegra=True):
+    files = {"%s/%s" % (tree, name): (IGX / board / name).read_bytes() for name in ("model", "compatible")}
+    if tegra:
+        files["etc/nv_tegra_release"] = (IGX / "nv_tegra_release").read_bytes()
+    return files
+
+
 @pytest.mark.parametrize(
-    "files, kind, mode",
+    "files, machine, kind, mode, repo_arch",
     [
-        (
-            {
-                "proc/device-tree/model": "NVIDIA IGX Orin Development Kit\x00",
-                "proc/device-tree/compatible": (
-                    "nvidia,p3740-0002+p3701-0008\x00nvidia,p3701-0008\x00nvidia,tegra234\x00"
-                ),
-            },
-            "igx_orin",
-            "dgpu",
-        ),
-        ({}, "arm64_sbsa", None),
+        (igx_files("igx-dgpu", tegra=False), "aarch64", "igx_orin", "dgpu", "sbsa"),
+        # An IGX as IGX OS (L4T r36) shows it: the release file too, which alone would say Jetson.
+        (igx_files("igx-dgpu"), "aarch64", "igx_orin", "dgpu", "sbsa"),
+        # Without /proc/device-tree (the arm64 test host), the same tree under /sys/firmware.
+        (igx_files("igx-dgpu", tree="sys/firmware/devicetree/base"), "aarch64", "igx_orin", "dgpu", "sbsa"),
+        ({}, "aarch64", "arm64_sbsa", None, "sbsa"),
+        ({}, "x86_64", "x86_64", None, "x86_64"),
     ],
+    ids=["igx-device-tree", "igx-os", "igx-sysfs-tree", "arm64-server", "x86_64"],
 )
-def test_platform_with_a_discrete_gpu(host, run_module, tmp_path, files, kind, mode):
-    for rel, text in files.items():
+def test_platform_with_a_discrete_gpu(host, run_module, tmp_path, files, machine, kind, mode, repo_arch):
+    for rel, data in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(text)
+        (tmp_path / rel).write_bytes(data)
     rc, text = case("multi_gpu", "query")
     host(
         (rc, text.splitlines()[0] + "\n"),
         case("multi_gpu", "smi"),
-        platform={"root": str(tmp_path), "machine": "aarch64"},
+        platform={"root": str(tmp_path), "machine": machine},
     )
     result = run_module(module, {})
     assert result["gpu_count"] == 1
-    assert result["platform"]["kind"] == kind and result["platform"]["mode"] == mode
+    platform = result["platform"]
+    assert (platform["kind"], platform["mode"], platform["cuda_repo_arch"]) == (kind, mode, repo_arch)
     if kind == "igx_orin":
-        assert result["platform"]["model"] == "NVIDIA IGX Orin Development Kit"
+        assert platform["model"] == "NVIDIA IGX Orin Development Kit"
+    if "etc/nv_tegra_release" in files:
+        assert platform["tegra_release"].startswith("# R36 (release), REVISION: 4.3")
+
+
+@pytest.mark.parametrize("board, kind", [("igx-dgpu", "igx_orin"), ("jetson", "jetson")])
+def test_orin_igpu_gets_the_l4t_cuda_repository(host, run_module, tmp_path, board, kind):
+    for rel, data in igx_files(board, tree="sys/firmware/devicetree/base").items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(data)
+    host(case("orin_nvgpu", "query"), case("orin_nvgpu", "smi"), platform={"root": str(tmp_path), "machine": "aarch64"})
+    platform = run_module(module, {})["platform"]
+    assert (platform["kind"], platform["mode"], platform["cuda_repo_arch"]) == (kind, "igpu", "arm64")
 
 
 def test_igx_in_igpu_mode(host, run_module, tmp_path):
@@ -154,6 +176,7 @@ def test_igx_in_igpu_mode(host, run_module, tmp_path):
         "architecture": "aarch64",
         "model": "NVIDIA IGX Orin Development Kit",
         "tegra_release": None,
+        "cuda_repo_arch": "arm64",
     }
 
 
