@@ -14,12 +14,13 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"
 
-# Cheapest first: a failure in check mode or the tutorial's path shows before the long one.
-SCENARIOS = ["check", "upgrade", "cuda", "default"]
-# The cuda scenario spends its first minutes downloading and unpacking the CUDA toolkit (1.6 GB),
-# which needs the network and the disk rather than the 2 CPUs the upgrade scenario's build needs:
-# it starts in the background with the upgrade scenario and is waited for in its own turn.
-ALONGSIDE = {"upgrade": ["cuda"]}
+# Cheapest first: a failure in check mode shows before the long ones.
+SCENARIOS = ["check", "upgrade", "cuda", "arm64", "default"]
+# The upgrade scenario is the longest and waits much of its time (health gates, restarts, ports): the
+# cuda scenario (first minutes downloading and unpacking the CUDA toolkit, 1.6 GB: network and disk)
+# and the arm64 scenario (one emulated host, mostly one CPU) start in the background with it and are
+# waited for in their own turn.
+ALONGSIDE = {"upgrade": ["cuda", "arm64"]}
 TIMEOUT = 40 * 60
 _background = {}
 

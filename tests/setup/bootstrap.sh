@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Everything the demo and the tests need on a fresh Debian 12 machine, installed idempotently:
 # apt packages (podman, runc, debootstrap, ...), the controller virtualenv (.venv) from
-# requirements-dev.txt, olah's own virtualenv (.cache/olah-venv), and the test-host image
-# localhost/edge-llama-testhost:bookworm. Fast when already done (about a second).
+# requirements-dev.txt, olah's own virtualenv (.cache/olah-venv), qemu-aarch64 in binfmt_misc, and the
+# test-host images localhost/edge-llama-testhost:bookworm and localhost/edge-llama-testhost-arm64:bookworm.
+# Fast when already done (about a second).
 # Usage: tests/setup/bootstrap.sh     then: . tests/setup/env.sh
-# Overrides: EDGE_LLAMA_TESTHOST_IMAGE (image name), EDGE_LLAMA_DEBIAN_MIRROR (debootstrap mirror).
+# Overrides: EDGE_LLAMA_TESTHOST_IMAGE, EDGE_LLAMA_TESTHOST_ARM64_IMAGE (image names),
+# EDGE_LLAMA_DEBIAN_MIRROR (debootstrap mirror).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
@@ -18,10 +20,12 @@ t0=$(date +%s)
 # --no-install-recommends apt would pick the older CNI plugins instead). chromium: the browser the
 # client tests drive with Playwright (its own browser download is not used), fonts-liberation to
 # render the page's text (chromium only recommends it); util-linux: nsenter, which those tests use
-# to reach a test host's loopback.
+# to reach a test host's loopback. qemu-user-static and binfmt-support: the arm64 test host (the
+# Orin's architecture) runs aarch64 programs through qemu, registered with the kernel's binfmt_misc.
 need=()
 for pkg in podman runc netavark aardvark-dns iptables uidmap slirp4netns debootstrap git ccache curl \
-           iproute2 python3-venv ca-certificates chromium fonts-liberation util-linux; do
+           iproute2 python3-venv ca-certificates chromium fonts-liberation util-linux \
+           qemu-user-static binfmt-support; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -61,28 +65,43 @@ else
   say "olah-venv up to date"
 fi
 
-# 4. Test-host image: Debian bookworm minbase with systemd, like a freshly installed machine.
-image=${EDGE_LLAMA_TESTHOST_IMAGE:-localhost/edge-llama-testhost:bookworm}
-if ! podman image exists "$image"; then
-  # The same mirror as this machine's apt (first URIs: line of the deb822 sources).
-  mirror=${EDGE_LLAMA_DEBIAN_MIRROR:-$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)}
-  mirror=${mirror:-http://deb.debian.org/debian}
+# 4. qemu-aarch64 registered with binfmt_misc (flag F: the interpreter is opened now, so it also
+# runs inside containers). Machines without systemd do not mount binfmt_misc by themselves.
+if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+fi
+if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+  update-binfmts --enable qemu-aarch64
+fi
+grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 || { say "qemu-aarch64 is not enabled in binfmt_misc" >&2; exit 1; }
+
+# 5. Test-host images: Debian bookworm minbase with systemd, like a freshly installed machine; one
+# for this machine's architecture and one arm64 (debootstrap runs its second stage under qemu).
+# The same mirror as this machine's apt (first URIs: line of the deb822 sources).
+mirror=${EDGE_LLAMA_DEBIAN_MIRROR:-$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)}
+mirror=${mirror:-http://deb.debian.org/debian}
+build_image() {  # image arch
+  local image=$1 arch=$2 rootfs t1
+  if podman image exists "$image"; then say "image $image present"; return 0; fi
   rootfs=$(mktemp -d "${TMPDIR:-/tmp}/edge-llama-rootfs.XXXXXX")
-  trap 'rm -rf "$rootfs"' EXIT
-  say "building $image with debootstrap from $mirror (about a minute)"
+  trap 'rm -rf "$rootfs" "$rootfs.log"' EXIT
+  say "building $image ($arch) with debootstrap from $mirror (1-2 minutes)"
   t1=$(date +%s)
-  debootstrap --variant=minbase \
+  debootstrap --arch="$arch" --variant=minbase \
     --include=systemd,systemd-sysv,python3,dbus,iproute2,sudo,ca-certificates,procps \
     bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || { tail -n 30 "$rootfs.log" >&2; exit 1; }
   rm -f "$rootfs.log"
   echo "deb $mirror bookworm main" > "$rootfs/etc/apt/sources.list"
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-  tar -C "$rootfs" -c . | podman import --change 'CMD ["/sbin/init"]' - "$image" >/dev/null
+  tar -C "$rootfs" -c . | podman import --arch "$arch" --change 'CMD ["/sbin/init"]' - "$image" >/dev/null
   rm -rf "$rootfs"
   trap - EXIT
-  say "image built in $(( $(date +%s) - t1 )) s"
-else
-  say "image $image present"
-fi
-say "ready in $(( $(date +%s) - t0 )) s ($(podman image inspect -f '{{.Id}}' "$image" | cut -c1-12) $image)"
+  say "image $image built in $(( $(date +%s) - t1 )) s"
+}
+image=${EDGE_LLAMA_TESTHOST_IMAGE:-localhost/edge-llama-testhost:bookworm}
+arm64_image=${EDGE_LLAMA_TESTHOST_ARM64_IMAGE:-localhost/edge-llama-testhost-arm64:bookworm}
+build_image "$image" "$(dpkg --print-architecture)"
+build_image "$arm64_image" arm64
+say "ready in $(( $(date +%s) - t0 )) s ($(podman image inspect -f '{{.Id}}' "$image" | cut -c1-12) $image," \
+    "$(podman image inspect -f '{{.Id}}' "$arm64_image" | cut -c1-12) $arm64_image)"
 say "use: . tests/setup/env.sh   (CONTAINERS_CONF=$CONTAINERS_CONF)"

@@ -215,24 +215,27 @@ def wheelhouse():
         except (OSError, KeyError, TypeError) as exc:
             raise SystemExit("edge-llama sources: cannot read %s from %s: %r" % (key, path, exc)) from None
 
-    packages = list(role_default("model", "model_python_packages"))
-    packages += role_default("services", "services_python_packages")
-    # The optional site mirror (playbooks/hf_mirror.yml): olah and its dependencies.
-    packages += role_default("hf_mirror", "hf_mirror_python_packages")
+    appliance = list(role_default("model", "model_python_packages"))
+    appliance += role_default("services", "services_python_packages")
     # The toolchain role's fallback when the distribution's cmake is too old.
-    packages.append(role_default("toolchain", "toolchain_cmake_pip_spec"))
-    packages += ["pip", "setuptools", "wheel"]
-    stamp = WHEELS / (".stamp-" + hashlib.sha256("\n".join(sorted(packages)).encode()).hexdigest()[:16])
+    appliance.append(role_default("toolchain", "toolchain_cmake_pip_spec"))
+    appliance += ["pip", "setuptools", "wheel"]
+    # The optional site mirror (playbooks/hf_mirror.yml): olah and its dependencies, on x86_64 hosts
+    # only (olah's psutil<6 has no aarch64 wheel).
+    packages = appliance + role_default("hf_mirror", "hf_mirror_python_packages")
+    stamp = WHEELS / (".stamp-" + hashlib.sha256("\n".join(sorted(packages) + ["aarch64"]).encode()).hexdigest()[:16])
     if stamp.exists():
         return packages
     say("filling the wheelhouse with %s" % ", ".join(packages))
     WHEELS.mkdir(parents=True, exist_ok=True)
-    # The hosts run Debian 12's CPython 3.11 on x86_64, like this controller.
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary", ":all:",
-                    "--python-version", "3.11", "--platform", "manylinux2014_x86_64",
-                    "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux_2_17_x86_64",
-                    "--platform", "linux_x86_64", "--implementation", "cp",
-                    "-d", str(WHEELS), *packages], check=True)
+    # The hosts run Debian 12's CPython 3.11 on x86_64, like this controller, and on aarch64 (the
+    # arm64 scenario's emulated Orin): wheels for both machines, from one package list.
+    for machine, wanted in (("x86_64", packages), ("aarch64", appliance)):
+        platforms = ["manylinux2014_" + machine, "manylinux_2_28_" + machine,
+                     "manylinux_2_17_" + machine, "linux_" + machine]
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary", ":all:",
+                        "--python-version", "3.11", *[arg for plat in platforms for arg in ("--platform", plat)],
+                        "--implementation", "cp", "-d", str(WHEELS), *wanted], check=True)
     for old in WHEELS.glob(".stamp-*"):
         old.unlink()
     stamp.touch()

@@ -4,12 +4,17 @@ The verifier runs in tests/molecule/shared with MOLECULE_SCENARIO_DIRECTORY set;
 its host_vars file there (missing file or key: the role's defaults).
 """
 
+import json
 import os
+import re
+import subprocess
+import time
 from pathlib import Path
 
 import yaml
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+REPO = Path(__file__).resolve().parents[3]
+ARTIFACTS = REPO / "tests" / "artifacts"
 
 
 def name(host):
@@ -34,6 +39,45 @@ def host_vars_of(hostname):
     return settings
 
 
+def main_pid(host, unit):
+    pid = host.run("systemctl show -p MainPID --value %s", unit).stdout.strip()
+    assert pid not in ("", "0"), "%s is not running on %s" % (unit, name(host))
+    return pid
+
+
+def in_mount_namespace(host, unit, *argv):
+    """Run argv in the mount namespace of a unit's main process, with this controller's nsenter.
+
+    The host's own nsenter cannot do it on the arm64 host: under qemu-user every process has a
+    second thread, and the kernel refuses setns() into a mount namespace for a threaded process
+    ("reassociate to namespace 'ns/mnt' failed: Invalid argument"). The command itself is the
+    host's (its binaries run through binfmt_misc on the arm64 host)."""
+    pid = main_pid(host, unit)
+    top = subprocess.run(["podman", "top", name(host), "pid", "hpid"], capture_output=True, text=True, check=True)
+    hpids = dict(line.split() for line in top.stdout.splitlines()[1:] if len(line.split()) == 2)
+    assert pid in hpids, "pid %s of %s not in podman top of %s:\n%s" % (pid, unit, name(host), top.stdout)
+    return subprocess.run(["nsenter", "-t", hpids[pid], "-m", "--", *argv], capture_output=True, text=True,
+                          timeout=120)
+
+
+def command_line(host, pid):
+    """The argv of a process on the host. On the arm64 host the kernel starts each aarch64 program
+    through qemu-user's binfmt_misc entry (flag P): /proc/PID/cmdline then reads
+    [interpreter, program path, argv0, args...]; this returns [argv0, args...] either way."""
+    argv = host.file("/proc/%s/cmdline" % pid).content_string.rstrip("\0").split("\0")
+    # binfmt_misc is the kernel's, one for the controller and its containers.
+    interpreters = set()
+    for entry in Path("/proc/sys/fs/binfmt_misc").glob("*"):
+        try:
+            interpreters.update(line.split(" ", 1)[1] for line in entry.read_text().splitlines()
+                                if line.startswith("interpreter "))
+        except OSError:
+            continue
+    if argv and argv[0] in interpreters:
+        argv = argv[2:]
+    return argv
+
+
 def exposed(host):
     """Whether the host has the LAN switch on (services_expose_on_lan)."""
     return bool(host_vars(host).get("services_expose_on_lan", False))
@@ -50,3 +94,42 @@ def chat_login(host):
     if not settings.get("services_chat_password"):
         return None
     return settings.get("services_chat_username", "edge-llama"), settings["services_chat_password"]
+
+
+class Run:
+    def __init__(self, rc, output, summary, seconds):
+        self.rc, self.output, self.summary, self.seconds = rc, output, summary, seconds
+
+    def host(self, name):
+        return self.summary["hosts"][name]
+
+    def recap(self, name):
+        found = re.search(r"^%s\s*:\s*(.*)$" % re.escape(name), self.output, re.M)
+        assert found, "no PLAY RECAP line for %s" % name
+        return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", found.group(1))}
+
+
+def playbook(label, extra, check=False, playbooks=("site.yml",), env=None):
+    """ansible-playbook (site.yml by default) against the scenario's inventory with extra vars, as a
+    user runs it from the repository. Its output and the edge_llama_summary JSON land in
+    tests/artifacts/<label>.{log,json}."""
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    summary = ARTIFACTS / ("%s.json" % label)
+    if summary.exists():
+        summary.unlink()
+    varsfile = ARTIFACTS / ("%s.vars.json" % label)
+    varsfile.write_text(json.dumps(extra))
+    argv = ["ansible-playbook", "-i", inventory, *[str(REPO / book) for book in playbooks], "-e", "@%s" % varsfile]
+    if check:
+        argv += ["--check", "--diff"]
+    env = dict(os.environ, EDGE_LLAMA_SUMMARY_JSON=str(summary), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+               **(env or {}))
+    started = time.monotonic()
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=30 * 60)
+    took = time.monotonic() - started
+    output = proc.stdout + proc.stderr
+    (ARTIFACTS / ("%s.log" % label)).write_text(output)
+    print("%s: rc %d in %.0f s" % (label, proc.returncode, took))
+    assert summary.exists(), "no summary JSON after %s (rc %d):\n%s" % (label, proc.returncode, output[-6000:])
+    return Run(proc.returncode, output, json.loads(summary.read_text()), took)

@@ -118,7 +118,8 @@ def test_systemd_security_exposure_is_at_most_4(host, unit):
 
 def test_units_are_sandboxed(host):
     names = ("ProtectSystem", "ProtectHome", "PrivateTmp", "NoNewPrivileges", "PrivateDevices", "DevicePolicy",
-             "DeviceAllow", "CapabilityBoundingSet", "IPAddressDeny", "IPAddressAllow", "RestrictAddressFamilies")
+             "DeviceAllow", "CapabilityBoundingSet", "IPAddressDeny", "IPAddressAllow", "RestrictAddressFamilies",
+             "PrivateUsers")
     props = {}
     for unit in UNITS:
         out = host.run("systemctl show " + " ".join("-p " + n for n in names) + " %s", unit).stdout
@@ -142,8 +143,11 @@ def test_units_are_sandboxed(host):
     everything = {"0.0.0.0/0", "::/0"}  # systemd prints these sets in no fixed order
     assert set(server["IPAddressAllow"].split()) == {"127.0.0.0/8", "::1/128"}
     assert set(server["IPAddressDeny"].split()) == everything
+    assert server["PrivateUsers"] == "no"  # the GPU's device nodes belong to the real root
+    private_users = "yes" if appliance.host_vars(host).get("services_private_users", True) else "no"
     for unit in ("edge-llama-openai", "edge-llama-chat"):
         assert one[unit]["PrivateDevices"] == "yes", unit
+        assert one[unit]["PrivateUsers"] == private_users, unit
         # Loopback only, unless on the LAN (any address, or services_lan_allowed_networks).
         assert (set(one[unit]["IPAddressDeny"].split()) == everything) != appliance.exposed(host), (unit, one[unit])
 
@@ -151,23 +155,23 @@ def test_units_are_sandboxed(host):
 def test_model_directory_is_read_only_to_the_server(host):
     """Inside the server's own mount namespace, even root cannot write next to the model."""
     model_dir = fact(host, "model")["path"].rsplit("/", 1)[0]
-    pid = host.run("systemctl show -p MainPID --value edge-llama-server").stdout.strip()
-    probe = host.run("nsenter -t %s -m touch %s/.edge-llama-write-probe", pid, model_dir)
-    assert probe.rc != 0 and "Read-only file system" in probe.stderr, (probe.rc, probe.stderr)
+    probe = appliance.in_mount_namespace(host, "edge-llama-server", "touch", model_dir + "/.edge-llama-write-probe")
+    assert probe.returncode != 0 and "Read-only file system" in probe.stderr, (probe.returncode, probe.stderr)
 
 
 @pytest.mark.parametrize("unit", ["edge-llama-openai", "edge-llama-chat"])
 def test_python_apps_see_no_devices(host, unit):
     """PrivateDevices: in the app's own mount namespace /dev holds only the pseudo devices."""
-    pid = host.run("systemctl show -p MainPID --value %s", unit).stdout.strip()
-    devices = set(host.run("nsenter -t %s -m ls /dev", pid).stdout.split())
+    listing = appliance.in_mount_namespace(host, unit, "ls", "/dev")
+    assert listing.returncode == 0, listing.stderr
+    devices = set(listing.stdout.split())
     assert "null" in devices and "urandom" in devices
     assert host.file("/dev/kmsg").exists  # the host (a privileged container) has it ...
     assert "kmsg" not in devices and not devices & {"mem", "kmsg", "loop-control", "fuse"}, devices  # ... the app not
 
 
 def test_server_flags_are_the_tutorials(host):
-    cmdline = host.run("tr '\\0' ' ' < /proc/$(systemctl show -p MainPID --value edge-llama-server)/cmdline").stdout
+    cmdline = " ".join(appliance.command_line(host, appliance.main_pid(host, "edge-llama-server")))
     assert "-c 4096" in cmdline
     assert "--alias llama_2" in cmdline
     assert "--host 127.0.0.1 --port 8080" in cmdline

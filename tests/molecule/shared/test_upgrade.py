@@ -26,7 +26,6 @@ import json
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -64,40 +63,9 @@ def sha256_of(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-class Run:
-    def __init__(self, rc, output, summary, seconds):
-        self.rc, self.output, self.summary, self.seconds = rc, output, summary, seconds
-
-    def host(self, name):
-        return self.summary["hosts"][name]
-
-    def recap(self, name):
-        found = re.search(r"^%s\s*:\s*(.*)$" % re.escape(name), self.output, re.M)
-        assert found, "no PLAY RECAP line for %s" % name
-        return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", found.group(1))}
-
-
 def play(step, extra, check=False):
     """ansible-playbook site.yml against the scenario's inventory, with extra vars, as a user runs it."""
-    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
-    appliance.ARTIFACTS.mkdir(exist_ok=True)
-    summary = appliance.ARTIFACTS / ("upgrade-%s.json" % step)
-    if summary.exists():
-        summary.unlink()
-    varsfile = appliance.ARTIFACTS / ("upgrade-%s.vars.json" % step)
-    varsfile.write_text(json.dumps(extra))
-    argv = ["ansible-playbook", "-i", inventory, str(REPO / "site.yml"), "-e", "@%s" % varsfile]
-    if check:
-        argv += ["--check", "--diff"]
-    env = dict(os.environ, EDGE_LLAMA_SUMMARY_JSON=str(summary), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    started = time.monotonic()
-    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=30 * 60)
-    took = time.monotonic() - started
-    output = proc.stdout + proc.stderr
-    (appliance.ARTIFACTS / ("upgrade-%s.log" % step)).write_text(output)
-    print("upgrade step %s: rc %d in %.0f s" % (step, proc.returncode, took))
-    assert summary.exists(), "no summary JSON after step %s (rc %d):\n%s" % (step, proc.returncode, output[-6000:])
-    return Run(proc.returncode, output, json.loads(summary.read_text()), took)
+    return appliance.playbook("upgrade-" + step, extra, check=check)
 
 
 def serving(host):
