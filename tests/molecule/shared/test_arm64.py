@@ -15,15 +15,15 @@ differs on aarch64, with the real Makefile and the real roles on a real aarch64 
 What a container cannot have is faked with strings from real machines (tests/molecule/arm64/igx/,
 SOURCE.md there): the device tree, the release file, an nvidia-smi replaying a real capture, and for
 the check-mode runs IGX OS's /etc/os-release (Ubuntu 22.04). NVIDIA's repository cannot be reached
-from here: a local HTTP server stands in for it, and check mode only asks it for the key (HEAD).
+from here: a local HTTP server stands in for it (tests/setup/mirrors.sh), and check mode only asks
+it for the key (HEAD).
 """
 
-import http.server
 import json
 import os
 import shlex
+import re
 import subprocess
-import threading
 
 import pytest
 
@@ -101,46 +101,35 @@ def test_the_services_run_on_aarch64_wheels(host):
     assert "aarch64" in wheels, wheels
 
 
-class _StandIn(http.server.SimpleHTTPRequestHandler):
-    requests = []
+@pytest.fixture
+def cuda_repos():
+    """The stand-in for developer.download.nvidia.com (tests/setup/mirrors.sh, port 18092), and a
+    function returning the requests it logged since this test began."""
+    log = appliance.CACHE / "run" / "nvidia.log"
+    start = log.stat().st_size if log.exists() else 0
 
-    def log_message(self, *args):
-        pass
+    def requests():
+        with open(log, "rb") as handle:
+            handle.seek(start)
+            return re.findall(r'"(HEAD|GET) (\S+) HTTP/[0-9.]+" (\d+)', handle.read().decode("utf-8", "replace"))
 
-    def do_HEAD(self):
-        self.requests.append(("HEAD", self.path))
-        super().do_HEAD()
-
-    def do_GET(self):
-        self.requests.append(("GET", self.path))
-        super().do_GET()
-
-
-@pytest.fixture(scope="module")
-def cuda_repos(tmp_path_factory):
-    """A stand-in for developer.download.nvidia.com/compute/cuda/repos (not reachable here): the
-    key's path in each directory the role may choose; the content is a placeholder, never installed."""
-    root = tmp_path_factory.mktemp("cuda-repos")
-    for distro in ("ubuntu2204", "debian12"):
-        for arch in ("x86_64", "sbsa", "arm64"):
-            (root / distro / arch).mkdir(parents=True)
-            (root / distro / arch / "cuda-archive-keyring.gpg").write_text("edge-llama test stand-in\n")
-    _StandIn.requests = []
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), lambda *a: _StandIn(*a, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield "http://%s:%d" % (MIRROR_HOST, server.server_address[1]), _StandIn.requests
-    server.shutdown()
+    return "http://%s:18092/compute/cuda/repos" % MIRROR_HOST, requests
 
 
-def _smi_script(case, first_gpu_only):
+def _smi_script(case, device, first_gpu_only):
+    """The nvidia-smi stand-in prepare.yml installs (igx/nvidia-smi.j2), replaying another capture."""
+    import jinja2
     query = (SMI_CASES / case / "query.txt").read_text()
-    if first_gpu_only:
-        query = query.splitlines(True)[0]
-    return ("#!/bin/sh\n# edge-llama test: replays tests/unit/fixtures/nvidia_smi/%s (a real capture)\n"
-            "case \"$*\" in\n  *--query-gpu=*)\n    cat <<'CAPTURE'\n%sCAPTURE\n    exit %s;;\nesac\n"
-            "cat <<'CAPTURE'\n%sCAPTURE\nexit %s\n"
-            % (case, query, (SMI_CASES / case / "query.rc").read_text().strip(),
-               (SMI_CASES / case / "smi.txt").read_text(), (SMI_CASES / case / "smi.rc").read_text().strip()))
+    smi = (SMI_CASES / case / "smi.txt").read_text()
+    replay = {
+        "device": device, "dir": case,
+        "query": query.splitlines()[0] if first_gpu_only else query.rstrip("\n"),
+        "query_rc": (SMI_CASES / case / "query.rc").read_text().strip(),
+        "smi": smi[:-1] if smi.endswith("\n") else smi,
+        "smi_rc": (SMI_CASES / case / "smi.rc").read_text().strip(),
+    }
+    template = jinja2.Template((IGX / "nvidia-smi.j2").read_text(), keep_trailing_newline=True)
+    return template.render(__igx_smi_case=replay)
 
 
 def _put(host, path, data, mode="0644"):
@@ -158,12 +147,12 @@ def dressed_as(host):
              (TREE + "/model", TREE + "/compatible", "/usr/bin/nvidia-smi", "/etc/os-release")}
     os_release_link = host.run("readlink /etc/os-release").stdout.strip()
 
-    def dress(board, smi_case, first_gpu_only):
+    def dress(board, smi_case, device, first_gpu_only):
         host.run("rm -f /etc/os-release")
         _put(host, "/etc/os-release", (IGX / "os-release").read_bytes())
         for name in ("model", "compatible"):
             _put(host, "%s/%s" % (TREE, name), (IGX / board / name).read_bytes(), "0444")
-        _put(host, "/usr/bin/nvidia-smi", _smi_script(smi_case, first_gpu_only), "0755")
+        _put(host, "/usr/bin/nvidia-smi", _smi_script(smi_case, device, first_gpu_only), "0755")
 
     yield dress
     for path, data in saved.items():
@@ -185,15 +174,14 @@ def _nothing_installed(host):
     assert build_fact(host)["backend"] == "cpu"  # the fact file was not rewritten
 
 
-@pytest.mark.parametrize("board, smi_case, first_gpu_only, platform, repo_arch, arch", [
-    ("igx-dgpu", "multi_gpu", True, "igx_orin (dgpu)", "sbsa", "86"),
-    ("jetson", "orin_nvgpu", False, "jetson (igpu)", "arm64", "87"),
+@pytest.mark.parametrize("board, smi_case, device, first_gpu_only, platform, repo_arch, arch", [
+    ("igx-dgpu", "multi_gpu", "RTX A6000 (GPU 0 of a 9-GPU host)", True, "igx_orin (dgpu)", "sbsa", "86"),
+    ("jetson", "orin_nvgpu", "Jetson Orin iGPU", False, "jetson (igpu)", "arm64", "87"),
 ], ids=["igx-orin-dgpu", "jetson-orin"])
-def test_check_mode_follows_the_board(host, dressed_as, cuda_repos, board, smi_case, first_gpu_only,
+def test_check_mode_follows_the_board(host, dressed_as, cuda_repos, board, smi_case, device, first_gpu_only,
                                       platform, repo_arch, arch):
-    dressed_as(board, smi_case, first_gpu_only)
+    dressed_as(board, smi_case, device, first_gpu_only)
     repo_url, requests = cuda_repos
-    del requests[:]
     run = _check_mode("arm64-check-%s" % board, repo_url)
     assert run.rc == 0, run.output[-6000:]
     name = appliance.name(host)
@@ -203,7 +191,9 @@ def test_check_mode_follows_the_board(host, dressed_as, cuda_repos, board, smi_c
     repo = "%s/ubuntu2204/%s" % (repo_url, repo_arch)
     assert "deb [signed-by=/usr/share/keyrings/cuda-archive-keyring.gpg] %s/ /" % repo in run.output
     assert "/etc/apt/sources.list.d/cuda-ubuntu2204-%s.list" % repo_arch in run.output
-    assert ("HEAD", "/ubuntu2204/%s/cuda-archive-keyring.gpg" % repo_arch) in requests, requests
+    key = "/compute/cuda/repos/ubuntu2204/%s/cuda-archive-keyring.gpg" % repo_arch
+    assert ("HEAD", key, "200") in requests(), requests()
+    assert not [request for request in requests() if request[0] == "GET"], requests()  # nothing downloaded
     assert "would install cuda-toolkit-12-2 from %s" % repo in run.output
     assert "cuda-drivers" not in run.output
     # The build follows the GPU found: the Makefile's CUDA_DOCKER_ARCH, in the would-be fact's diff.
