@@ -70,11 +70,14 @@ class Chat:
         page = self.page
         page.get_by_label("username").fill(username)
         page.locator("input[type=password]").fill(password)
+        # The error of an earlier wrong attempt stays on the form until the page changes: only a new
+        # one is this attempt's answer.
+        refused_before = "incorrect" in page.inner_text("body").lower()
         page.get_by_role("button", name="Login").click()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:  # a reload into the chat, or the login form with its error
             state = self.state()
-            if state["chat_page"] or "incorrect" in page.inner_text("body").lower():
+            if state["chat_page"] or (not refused_before and "incorrect" in page.inner_text("body").lower()):
                 break
             time.sleep(0.2)
         state = self.state()
