@@ -190,7 +190,8 @@ def test_current_era_answers(run_module, servers, systemd):
     assert result["completion"]["text"] == "Paris is the capital of France."
     assert result["completion"]["completion_tokens"] == 8
     assert result["completion"]["tokens_per_second"] > 0
-    assert result["completion"]["seconds"] > 0
+    # Reported to the millisecond: a stub that answers within half a millisecond shows 0.0.
+    assert result["completion"]["seconds"] >= 0
     assert result["completion"]["finish_reason"] == "stop"
     assert 0 <= result["ready_seconds"] < 5
     assert result["units"] == {
