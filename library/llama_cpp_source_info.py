@@ -86,114 +86,22 @@ features:
     api_key:
       description: The server accepts C(--api-key).
       type: bool
+cpu_options:
+  description: How the tree's CPU code can be built for other machines than the build host.
+  returned: success
+  type: dict
+  contains:
+    native_option:
+      description: The CMake switch for C(-march=native) (C(GGML_NATIVE), C(LLAMA_NATIVE)), empty for none.
+      type: str
+    all_variants:
+      description:
+        - The tree can build every CPU variant and pick one at run time (C(GGML_CPU_ALL_VARIANTS) + C(GGML_BACKEND_DL)).
+      type: bool
 """
 
-import os
-import re
-
 from ansible.module_utils.basic import AnsibleModule
-
-SERVER_SOURCES = (
-    "tools/server/server.cpp",
-    "examples/server/server.cpp",
-)
-
-
-def _read(path):
-    try:
-        with open(path, "r", encoding="utf-8", errors="replace") as handle:
-            return handle.read()
-    except (IOError, OSError):
-        return None
-
-
-def executable_target(cmake_text):
-    """The name of the executable a server CMakeLists.txt builds.
-
-    Current trees define several targets there (server-context, llama-server-impl, llama-server);
-    only the one passed to add_executable() is the server binary.
-    """
-    current = None
-    for match in re.finditer(r"set\s*\(\s*TARGET\s+([A-Za-z0-9_.-]+)\s*\)|add_executable\s*\(\s*(\S+)", cmake_text):
-        if match.group(1):
-            current = match.group(1)
-        else:
-            name = match.group(2)
-            if name.startswith("${TARGET}"):
-                if current:
-                    return current
-            else:
-                return name
-    return None
-
-
-def detect(root):
-    """Return the facts about the llama.cpp tree at root, or raise ValueError."""
-    if not os.path.isdir(root):
-        raise ValueError("%s is not a directory" % root)
-    makefile = _read(os.path.join(root, "Makefile")) or ""
-    cmakelists = _read(os.path.join(root, "CMakeLists.txt"))
-    ggml_cmakelists = _read(os.path.join(root, "ggml", "CMakeLists.txt")) or ""
-    if cmakelists is None and not makefile:
-        raise ValueError("%s has neither a Makefile nor a CMakeLists.txt: not a llama.cpp checkout" % root)
-
-    server_source = None
-    server_text = ""
-    for candidate in SERVER_SOURCES:
-        text = _read(os.path.join(root, candidate))
-        if text is not None:
-            server_source, server_text = candidate, text
-            break
-    if server_source is None:
-        raise ValueError("%s has no server source (looked for %s)" % (root, ", ".join(SERVER_SOURCES)))
-
-    # The Makefile era: the Makefile still knows LLAMA_CUBLAS, has a `server` target (renamed
-    # llama-server in 2024) and is not the later stub that only says "Build system changed".
-    legacy_make = (
-        "LLAMA_CUBLAS" in makefile
-        and "Build system changed" not in makefile
-        and re.search(r"^server\s*:", makefile, re.M) is not None
-    )
-
-    if re.search(r"option\s*\(\s*GGML_CUDA\b", ggml_cmakelists) or re.search(
-        r"option\s*\(\s*GGML_CUDA\b", cmakelists or ""
-    ):
-        cuda_option = "GGML_CUDA"
-    elif re.search(r"option\s*\(\s*LLAMA_CUDA\b", cmakelists or ""):
-        cuda_option = "LLAMA_CUDA"
-    else:
-        cuda_option = "LLAMA_CUBLAS"
-
-    server_dir = os.path.dirname(server_source)
-    server_cmake = _read(os.path.join(root, server_dir, "CMakeLists.txt")) or ""
-    server_target = executable_target(server_cmake) or "server"
-
-    if legacy_make:
-        build_system = "make"
-        server_binary = "server"
-    else:
-        if cmakelists is None:
-            raise ValueError("%s has no CMakeLists.txt and its Makefile no longer builds" % root)
-        build_system = "cmake"
-        server_binary = "build/bin/%s" % server_target
-
-    args_text = server_text + (_read(os.path.join(root, "common", "arg.cpp")) or "") + (
-        _read(os.path.join(root, "common", "common.cpp")) or "")
-    features = {
-        "health": '"/health"' in server_text,
-        "native_openai": '"/v1/chat/completions"' in server_text,
-        "api_like_oai": os.path.isfile(os.path.join(root, server_dir, "api_like_OAI.py")),
-        "model_json": '"/model.json"' in server_text,
-        "api_key": '"--api-key"' in args_text,
-    }
-    return {
-        "build_system": build_system,
-        "cuda_option": cuda_option,
-        "server_target": server_target,
-        "server_binary": server_binary,
-        "server_source": server_source,
-        "features": features,
-    }
+from ansible.module_utils.llama_cpp_tree import detect
 
 
 def main():

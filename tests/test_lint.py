@@ -39,7 +39,7 @@ def test_yamllint():
 
 
 def test_ruff():
-    run("ruff", "check", "library", "action_plugins", "callback_plugins", "tests", "roles")
+    run("ruff", "check", "library", "module_utils", "action_plugins", "callback_plugins", "tests", "roles")
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -10,7 +10,12 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 sys.path.insert(0, str(REPO / "library"))
 
+import ansible.module_utils  # noqa: E402
 from ansible.module_utils import basic  # noqa: E402
+
+# The project's module_utils/, importable as ansible.module_utils.NAME as Ansible ships it to the hosts
+# (ansible.cfg: module_utils = module_utils).
+ansible.module_utils.__path__.append(str(REPO / "module_utils"))
 from ansible.module_utils.common import warnings as _warnings  # noqa: E402
 from ansible.module_utils.testing import patch_module_args  # noqa: E402
 

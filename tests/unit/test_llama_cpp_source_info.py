@@ -72,3 +72,10 @@ def test_tree_without_server_fails(tmp_path, run_module):
 def test_never_changes_anything(run_module, check_mode):
     result = run_module(module, {"path": str(TREES / "tutorial-e519621")}, check_mode=check_mode)
     assert result["changed"] is False
+
+
+def test_cpu_options_of_each_era(run_module):
+    tutorial = run_module(module, {"path": str(TREES / "tutorial-e519621")})
+    assert tutorial["cpu_options"] == {"native_option": "LLAMA_NATIVE", "all_variants": False}
+    current = run_module(module, {"path": str(TREES / "current-lcp-0.3.36")})
+    assert current["cpu_options"] == {"native_option": "GGML_NATIVE", "all_variants": True}

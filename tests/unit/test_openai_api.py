@@ -246,7 +246,7 @@ def test_bad_settings_are_refused():
 # Captured from llama.cpp's server built at the tutorial's commit e519621 (examples/server/server.cpp:
 # format_partial_response / format_final_response, each event "data: " + json + "\n\n", no [DONE];
 # built from the byte-identical copy vendored in llama-cpp-python 0.2.7 with `make server`), running the
-# 2-layer test model of tests/setup/make_tiny_gguf.py (hence the noise), for
+# 2-layer test model of module_utils/tiny_gguf.py (hence the noise), for
 # {"prompt": "[INST] What is the capital of France? [/INST]", "n_predict": 4, "stream": true,
 #  "temperature": 0, "stop": ["</s>", "[INST]"], "seed": 7}.
 RECORDED_E519621_STREAM = (
