@@ -397,18 +397,19 @@ class CallbackModule(CallbackBase):
                 reason = record["unreachable"] or "unreachable"
             elif services.get("state"):
                 state = services["state"]
-                if state in ("failed", "rolled_back"):
+                if state in ("failed", "rejected", "rolled_back"):
                     reason = services.get("reason") or (failure or {}).get("msg", "")
                 elif failure:
                     reason = failure["msg"]
             elif failure:
-                state = "failed"
+                # a build that compiled but did not compute (the smoke check) is rejected, not just failed
+                state = "rejected" if llama.get("state") == "rejected" else "failed"
                 reason = failure["msg"]
             else:
                 state = "ok"
             if not reason:
                 for report in (llama, model):
-                    if report.get("state") == "failed" and report.get("reason"):
+                    if report.get("state") in ("failed", "rejected") and report.get("reason"):
                         reason = report["reason"]
                         break
             if not reason and aborted and state == "ok" and last_play and record["last_play"] != last_play:
@@ -482,7 +483,7 @@ class CallbackModule(CallbackBase):
                     found = ["unreachable: drift unknown"]
                 elif h["drift"]:
                     found = ["%s: %s" % (cat, ", ".join(items)) for cat, items in h["drift"].items()]
-                elif h["state"] in ("failed", "rolled_back"):
+                elif h["state"] in ("failed", "rejected", "rolled_back"):
                     found = ["no drift before the host failed"]
                 else:
                     found = ["no drift"]

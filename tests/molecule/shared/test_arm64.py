@@ -66,6 +66,8 @@ def test_the_host_runs_aarch64_binaries(host):
 def test_the_pinned_makefile_builds_for_this_cpu(host):
     fact = build_fact(host)
     assert fact["build_system"] == "make" and fact["backend"] == "cpu"
+    # aarch64 keeps the tree's -mcpu=native (each appliance builds on itself): no x86 flags added.
+    assert fact["cpu_build"] == "default" and not any("x86-64" in arg for arg in fact["build_command"])
     assert fact["build_command"][0] == "make" and "server" in fact["build_command"], fact["build_command"]
     lines = dry_run(host, fact)
     c_lines, cpp_lines = compiles(lines, ".c"), compiles(lines, ".cpp")

@@ -53,6 +53,18 @@ def test_server_was_built_with_cublas_for_sm_86(host):
     assert host.run("%s --help", binary).rc == 0
 
 
+def test_the_smoke_check_was_skipped_without_a_gpu_and_the_build_is_unverified(host):
+    """A cuBLAS build cannot compute without a GPU: the smoke check is skipped (the run says why) and the
+    build is recorded as unverified, to be checked on the first run that finds the GPU working."""
+    built = fact(host, "llama_cpp")
+    record = json.loads(host.file("%s/.edge-llama-build.json" % built["build_dir"]).content_string)
+    assert record["state"] == "unverified" and record["smoke"] == {}, record
+    assert record["identity"]["backend"] == "cuda" and record["identity"]["cuda_architectures"] == ["86"]
+    # x86_64 and the 2023 Makefile: one x86-64-v3 build, also for the code nvcc hands to the host compiler.
+    assert built["cpu_build"] == "portable_baseline"
+    assert "HOST_CXXFLAGS=-march=x86-64-v3 -mtune=generic" in built["build_command"]
+
+
 def test_a_cublas_server_without_a_gpu_exits_at_start(host):
     """Why the preflight refuses the cuda backend without a GPU: the build serves nothing."""
     built, model = fact(host, "llama_cpp"), fact(host, "model")

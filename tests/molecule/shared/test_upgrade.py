@@ -5,10 +5,16 @@ other files of this directory checked it. These tests then run `ansible-playbook
 the controller with other settings, as a user upgrades, and check what serves afterwards with the
 official openai SDK in the host's network namespace:
 
-1. llama.cpp master (CMake, native /v1) with SmolLM2: upgraded, the chat answers.
+0. the tutorial's build (2023 Makefile, -march=x86-64-v3 appended) answers under qemu's Haswell CPU.
+1. llama.cpp master (CMake, native /v1) with SmolLM2: upgraded, proven by the smoke check first, the
+   chat answers.
+1b. the current build (every CPU variant, chosen at start) answers under qemu's Haswell and SSE2-only CPUs.
 2. a commit that does not compile: the run fails naming the host, the commit and the compiler error;
    nothing was switched.
-3. a commit that builds but whose server exits at start: switched, the health gate fails, rolled back.
+2b. a commit that builds and prints --help but dies with SIGILL at its first computation: the smoke
+   check rejects it before any switch; its directory records why.
+3. a commit that builds, passes the smoke check (tiny model), but whose server exits at start with the
+   release's model: switched, the health gate fails, rolled back.
 4. a model whose SHA-256 does not match its pin: the download is discarded, nothing was switched.
 5. a model that downloads and verifies but does not load: switched, gate fails, rolled back.
 6. check mode with the tutorial's commit: a drift report (commit, units), nothing changed.
@@ -16,6 +22,8 @@ official openai SDK in the host's network namespace:
    pruned, the serving ones are kept, and nothing else changes (no restart, state unchanged). The
    scenario's idempotence step and tests/bench/rerun_walltime.py (which requires changed=0) cover a
    re-run with nothing at all to do.
+8. the same commit with one more CMake argument: built beside the serving build (the directory is keyed
+   by the build's identity), switched through the gate; the same values again: changed=0.
 
 The broken commits are branches the test sources add on top of master (tests/setup/sources.py); the
 model that does not load is the tiny model cut in half (its header whole, so the preflight passes).
@@ -32,6 +40,7 @@ import pytest
 import yaml
 
 import appliance
+import portable
 from test_clients import sdk, target  # noqa: F401  (target is a fixture)
 
 pytestmark = pytest.mark.upgrade
@@ -68,6 +77,19 @@ def play(step, extra, check=False):
     return appliance.playbook("upgrade-" + step, extra, check=check)
 
 
+def build_fact(host):
+    return json.loads(host.file("/etc/ansible/facts.d/edge_llama_llama_cpp.fact").content_string)
+
+
+def build_record(host, build_dir):
+    """What the llama_cpp role recorded in a build's own directory (verified, unverified or rejected)."""
+    return json.loads(host.file("%s/.edge-llama-build.json" % build_dir).content_string)
+
+
+def builds_of(host, commit):
+    return [d for d in host.check_output("ls %s" % BUILDS).split() if d.startswith(commit[:12] + "-")]
+
+
 def serving(host):
     """The release record and the server's running binary and model, from the host itself."""
     record = json.loads(host.file("/etc/ansible/facts.d/edge_llama_release.fact").content_string)
@@ -86,11 +108,24 @@ def answers(target):  # noqa: F811
     return reply
 
 
+def report_of(run, name, role):
+    return run.host(name)["%s_report" % role] or {}
+
+
 def assert_failed_with(run, name, *needles):
     assert run.rc != 0, "the run should have failed:\n%s" % run.output[-4000:]
     messages = "\n".join(line for line in run.output.splitlines() if "msg" in line or name in line)
     for needle in needles:
         assert needle in run.output, "%r not in the failure output; messages:\n%s" % (needle, messages[-6000:])
+
+
+def test_0_the_tutorial_build_runs_on_a_baseline_x86_64_cpu(host):
+    """The 2023 Makefile adds -march=native; the role appends -march=x86-64-v3, so the binary runs on
+    any x86-64-v3 CPU (qemu's Haswell), not only on the machine that built it (AVX-512 here, maybe)."""
+    fact = build_fact(host)
+    assert fact["build_system"] == "make" and fact["cpu_build"] == "portable_baseline", fact
+    assert build_record(host, fact["build_dir"])["state"] == "verified"
+    portable.assert_answers(portable.copy_build(host, fact["server_binary"]), "Haswell-v4")
 
 
 def test_1_upgrade_to_current_llama_cpp_and_smollm2(host, target):  # noqa: F811
@@ -105,14 +140,30 @@ def test_1_upgrade_to_current_llama_cpp_and_smollm2(host, target):  # noqa: F811
     assert report["model"] == SMOLLM["model_filename"]
     assert float(report["tokens_per_second"]) > 0, report
     record, exe, model = serving(host)
-    assert exe == "%s/%s/build/bin/llama-server" % (BUILDS, commit_of("master")), exe
+    (master_build,) = builds_of(host, commit_of("master"))
+    assert exe == "%s/%s/build/bin/llama-server" % (BUILDS, master_build), exe
     assert model == "%s/%s" % (MODELS, SMOLLM["model_filename"]), model
     assert [r["commit"] for r in record["releases"]] == [commit_of("master"), commit_of("tutorial")], record
     # The endpoint follows the build: native /v1 now, translated before.
     env = host.file("/etc/edge-llama/openai-api.env").content_string
     assert "EDGE_LLAMA_BACKEND_MODE=native" in env
-    assert host.file("%s/%s/server" % (BUILDS, commit_of("tutorial"))).exists  # kept to roll back to
+    (tutorial_build,) = builds_of(host, commit_of("tutorial"))
+    assert host.file("%s/%s/server" % (BUILDS, tutorial_build)).exists  # kept to roll back to
+    # Proven before the switch: the smoke check computed tokens with the new binary.
+    assert report_of(run, name, "llama_cpp")["smoke"]["tokens"] > 0
+    assert build_record(host, "%s/%s" % (BUILDS, master_build))["state"] == "verified"
     answers(target)
+
+
+def test_1b_the_current_build_chooses_its_cpu_variant_at_run_time(host):
+    """x86_64, current tree, the default llama_cpp_cpu_target (portable): every CPU variant is built and
+    the best one for the running CPU is loaded at start, so the same binary serves on a Haswell-class
+    CPU and on one with SSE2 only."""
+    fact = build_fact(host)
+    assert fact["build_system"] == "cmake" and fact["cpu_build"] == "all_variants", fact
+    binary = portable.copy_build(host, fact["server_binary"])
+    assert portable.assert_answers(binary, "Haswell-v4") == "haswell"
+    assert portable.assert_answers(binary, "qemu64") == "x64"
 
 
 def test_2_a_commit_that_does_not_compile_changes_nothing(host, target):  # noqa: F811
@@ -130,6 +181,34 @@ def test_2_a_commit_that_does_not_compile_changes_nothing(host, target):  # noqa
     assert host.check_output("systemctl show -p MainPID --value edge-llama-server.service") == pid_before, \
         "the server was restarted although nothing was switched"
     assert record["releases"][0]["commit"] == commit_of("master")
+    answers(target)
+
+
+def test_2b_a_build_that_dies_at_its_first_computation_is_rejected_before_any_switch(host, target):  # noqa: F811
+    """broken-compute prints --help (the old build check passed it) and dies with SIGILL at its first
+    computation, as a binary built for another CPU does. The smoke check runs it on loopback with a
+    tiny model before anything switches: rejected, recorded so in its directory, nothing restarted."""
+    _, exe_before, model_before = serving(host)
+    pid_before = host.check_output("systemctl show -p MainPID --value edge-llama-server.service")
+    broken = commit_of("broken-compute")
+    run = play("2b-broken-compute", dict(CURRENT, llama_cpp_version="broken-compute"))
+    name = appliance.name(host)
+    assert_failed_with(run, name,
+                       "%s: llama.cpp broken-compute (%s) built but did not compute" % (name, broken[:12]),
+                       "was killed by SIGILL", "The build is rejected", "Nothing was switched",
+                       "llama.cpp %s keeps serving" % commit_of("master")[:12])
+    assert "Traceback" not in run.output
+    assert run.host(name)["state"] == "rejected", run.host(name)
+    llama = report_of(run, name, "llama_cpp")
+    assert llama["state"] == "rejected" and llama["commit"] == broken, llama
+    (build,) = builds_of(host, broken)
+    record = build_record(host, "%s/%s" % (BUILDS, build))
+    assert record["state"] == "rejected" and record["smoke"]["signal"] == "SIGILL", record
+    assert record["identity"]["commit"] == broken
+    _, exe, model = serving(host)
+    assert (exe, model) == (exe_before, model_before)
+    assert host.check_output("systemctl show -p MainPID --value edge-llama-server.service") == pid_before, \
+        "the server was restarted although nothing was switched"
     answers(target)
 
 
@@ -224,12 +303,39 @@ def test_7_older_and_rejected_releases_are_pruned_and_nothing_else_changes(host,
     assert run.recap(name)["failed"] == 0
     assert host.check_output("systemctl show -p MainPID --value edge-llama-server.service") == pid_before
     builds = host.check_output("ls %s" % BUILDS).split()
-    assert builds == [commit_of("master")], builds
+    assert builds == builds_of(host, commit_of("master")) and len(builds) == 1, builds
     models = host.check_output("ls %s" % MODELS).split()
     assert models == [SMOLLM["model_filename"]], models
     worktrees = host.check_output("git -C /opt/edge-llama/llama.cpp/src worktree list --porcelain")
-    assert commit_of("tutorial") not in worktrees and commit_of("broken-start") not in worktrees, worktrees
+    for gone in ("tutorial", "broken-start", "broken-compute"):
+        assert commit_of(gone) not in worktrees, (gone, worktrees)
     record, _, _ = serving(host)
     assert [r["commit"] for r in record["releases"]] == [commit_of("master")] and record["rejected"] == [], record
     answers(target)
     print("re-run with the same release (pruning only), 1 host: %.1f s" % run.seconds)
+
+
+def test_8_changing_only_the_cmake_arguments_builds_beside_and_switches_through_the_gate(host, target):  # noqa: F811
+    """The build directory is keyed by the build's identity, not by the commit alone: the same commit
+    with another CMake argument is another build, made beside the serving one, proven, switched to
+    through the health gate; the same values again change nothing."""
+    _, exe_before, _ = serving(host)
+    (before,) = builds_of(host, commit_of("master"))
+    extra = dict(CURRENT, services_keep_releases=2, llama_cpp_cmake_extra_args=["-DLLAMA_BUILD_COMMON=ON"])
+    run = play("8-cmake-args", extra)
+    name = appliance.name(host)
+    assert run.rc == 0, run.output[-6000:]
+    assert run.host(name)["state"] == "upgraded", run.host(name)
+    assert report_of(run, name, "llama_cpp")["state"] == "built"
+    builds = builds_of(host, commit_of("master"))
+    assert len(builds) == 2 and before in builds, builds
+    (after,) = [b for b in builds if b != before]
+    _, exe, _ = serving(host)
+    assert exe == "%s/%s/build/bin/llama-server" % (BUILDS, after) and exe != exe_before, exe
+    record = build_record(host, "%s/%s" % (BUILDS, after))
+    assert record["state"] == "verified" and "-DLLAMA_BUILD_COMMON=ON" in record["identity"]["args"], record
+    answers(target)
+    again = play("8-cmake-args-again", extra)
+    assert again.rc == 0, again.output[-6000:]
+    assert again.recap(name)["changed"] == 0, changed_tasks(again.output)
+    assert again.host(name)["state"] == "unchanged"
