@@ -1,5 +1,7 @@
 # edge-llama: the two commands of the README, and the pieces of the second one.
 .PHONY: demo test lint unit
+# The recipes source tests/setup/env.sh, which is bash (make's default /bin/sh is dash on Debian).
+SHELL := /bin/bash
 
 ## demo: provision the local simulated Orin (a podman systemd container) and print the chat URL
 demo:
@@ -9,8 +11,8 @@ demo:
 test:
 	tests/run.sh
 
-## unit, lint: the fast parts (need a prior `make test` or tests/setup/bootstrap.sh)
+## unit, lint: the fast parts (set up what they need first: the controller's virtualenv)
 unit:
-	. tests/setup/env.sh && python -m pytest tests/unit
+	tests/setup/bootstrap.sh --for unit && . tests/setup/env.sh && python -m pytest -p no:cacheprovider tests/unit
 lint:
-	. tests/setup/env.sh && python -m pytest tests/test_lint.py
+	tests/setup/bootstrap.sh --for unit && . tests/setup/env.sh && python -m pytest -p no:cacheprovider tests/test_lint.py

@@ -4,10 +4,15 @@
 # requirements-dev.txt, olah's own virtualenv (.cache/olah-venv), qemu-aarch64 in binfmt_misc, and the
 # test-host images localhost/edge-llama-testhost:bookworm and localhost/edge-llama-testhost-arm64:bookworm.
 # Fast when already done (about a second).
-# Usage: tests/setup/bootstrap.sh     then: . tests/setup/env.sh
+# Usage: tests/setup/bootstrap.sh [--for test|demo|unit]     then: . tests/setup/env.sh
+#   test (default): everything; demo: no browser, no qemu, no arm64 image (make demo needs none of
+#   them); unit: the apt basics and the controller virtualenv only (make unit, make lint).
 # Overrides: EDGE_LLAMA_TESTHOST_IMAGE, EDGE_LLAMA_TESTHOST_ARM64_IMAGE (image names),
 # EDGE_LLAMA_DEBIAN_MIRROR (debootstrap mirror).
 set -euo pipefail
+purpose=test
+if [ "${1:-}" = "--for" ]; then purpose=${2:?usage: bootstrap.sh [--for test|demo|unit]}; fi
+case "$purpose" in test|demo|unit) ;; *) echo "bootstrap.sh: --for test, demo or unit, not '$purpose'" >&2; exit 2 ;; esac
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
 # shellcheck source=tests/setup/env.sh
@@ -23,9 +28,14 @@ t0=$(date +%s)
 # to reach a test host's loopback. qemu-user-static and binfmt-support: the arm64 test host (the
 # Orin's architecture) runs aarch64 programs through qemu, registered with the kernel's binfmt_misc.
 need=()
-for pkg in podman runc netavark aardvark-dns iptables uidmap slirp4netns debootstrap git ccache curl \
-           iproute2 python3-venv ca-certificates chromium fonts-liberation util-linux \
-           qemu-user-static binfmt-support; do
+packages=(git curl python3-venv ca-certificates)
+if [ "$purpose" != unit ]; then
+  packages+=(podman runc netavark aardvark-dns iptables uidmap slirp4netns debootstrap ccache iproute2 util-linux)
+fi
+if [ "$purpose" = test ]; then
+  packages+=(chromium fonts-liberation qemu-user-static binfmt-support)
+fi
+for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -50,6 +60,11 @@ else
   say ".venv up to date"
 fi
 
+if [ "$purpose" = unit ]; then
+  say "ready for unit tests and lint in $(( $(date +%s) - t0 )) s"
+  exit 0
+fi
+
 # 3. olah (the Hugging Face mirror) in its own virtualenv: it is a server, not something the tests
 # import, and keeping its dependencies (fastapi-utils, peewee, GitPython...) out of .venv lets
 # each side move its pins alone.
@@ -65,15 +80,17 @@ else
   say "olah-venv up to date"
 fi
 
-# 4. qemu-aarch64 registered with binfmt_misc (flag F: the interpreter is opened now, so it also
+# 4. (test only) qemu-aarch64 registered with binfmt_misc (flag F: the interpreter is opened now, so it also
 # runs inside containers). Machines without systemd do not mount binfmt_misc by themselves.
-if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
-  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+if [ "$purpose" = test ]; then
+  if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  fi
+  if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+    update-binfmts --enable qemu-aarch64
+  fi
+  grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 || { say "qemu-aarch64 is not enabled in binfmt_misc" >&2; exit 1; }
 fi
-if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
-  update-binfmts --enable qemu-aarch64
-fi
-grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 || { say "qemu-aarch64 is not enabled in binfmt_misc" >&2; exit 1; }
 
 # 5. Test-host images: Debian bookworm minbase with systemd, like a freshly installed machine; one
 # for this machine's architecture and one arm64 (debootstrap runs its second stage under qemu).
@@ -101,7 +118,11 @@ build_image() {  # image arch
 image=${EDGE_LLAMA_TESTHOST_IMAGE:-localhost/edge-llama-testhost:bookworm}
 arm64_image=${EDGE_LLAMA_TESTHOST_ARM64_IMAGE:-localhost/edge-llama-testhost-arm64:bookworm}
 build_image "$image" "$(dpkg --print-architecture)"
-build_image "$arm64_image" arm64
-say "ready in $(( $(date +%s) - t0 )) s ($(podman image inspect -f '{{.Id}}' "$image" | cut -c1-12) $image," \
-    "$(podman image inspect -f '{{.Id}}' "$arm64_image" | cut -c1-12) $arm64_image)"
+if [ "$purpose" = test ]; then
+  build_image "$arm64_image" arm64
+  say "ready in $(( $(date +%s) - t0 )) s ($(podman image inspect -f '{{.Id}}' "$image" | cut -c1-12) $image," \
+      "$(podman image inspect -f '{{.Id}}' "$arm64_image" | cut -c1-12) $arm64_image)"
+else
+  say "ready for the demo in $(( $(date +%s) - t0 )) s ($(podman image inspect -f '{{.Id}}' "$image" | cut -c1-12) $image)"
+fi
 say "use: . tests/setup/env.sh   (CONTAINERS_CONF=$CONTAINERS_CONF)"

@@ -13,7 +13,7 @@ cd "$repo"
 name=edge-llama-orin-sim
 image=localhost/edge-llama-testhost:bookworm
 
-tests/setup/bootstrap.sh
+tests/setup/bootstrap.sh --for demo
 # shellcheck source=tests/setup/env.sh
 . tests/setup/env.sh
 
