@@ -10,6 +10,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
+started=$(date +%s)
 name=edge-llama-orin-sim
 image=localhost/edge-llama-testhost:bookworm
 
@@ -60,4 +61,5 @@ edge-llama: the simulated Orin is serving.
   OpenAI endpoint:   http://127.0.0.1:8081/v1   (model "llama_2")
   llama.cpp server:  http://127.0.0.1:8080/
 Remove it with: tests/setup/demo.sh --destroy
+edge-llama: make demo took $(( $(date +%s) - started )) s on $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))
 EOT
