@@ -125,7 +125,8 @@ def playbook(label, extra, check=False, playbooks=("site.yml",), env=None):
     if check:
         argv += ["--check", "--diff"]
     env = dict(os.environ, EDGE_LLAMA_SUMMARY_JSON=str(summary), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_MODULE_UTILS=str(REPO / "module_utils"), **(env or {}))
+               ANSIBLE_MODULE_UTILS=str(REPO / "module_utils"), ANSIBLE_FILTER_PLUGINS=str(REPO / "filter_plugins"),
+               **(env or {}))
     started = time.monotonic()
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=30 * 60)
     took = time.monotonic() - started
