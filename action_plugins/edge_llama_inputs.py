@@ -8,6 +8,7 @@ the role's default, templated), and checks it with module_utils/edge_llama_input
 converts them ("8080" and "true" from -e are fine; "abc" for a port is not), ranges, distinct ports,
 file names, repo ids, commits, URLs, addresses. Fails with one line per problem, each naming the
 variable, the problem and a good value; secrets' values are never shown. Reads nothing on the host.
+Returns `binds`: the ports the services will bind and at which address (for port_owners_info).
 
   - name: Check the settings
     edge_llama_inputs:
@@ -29,7 +30,7 @@ from ansible.plugins.action import ActionBase
 for _path in C.DEFAULT_MODULE_UTILS_PATH or []:
     if os.path.isdir(_path) and _path not in ansible.module_utils.__path__:
         ansible.module_utils.__path__.append(_path)
-check = importlib.import_module("ansible.module_utils.edge_llama_inputs").check
+_rules = importlib.import_module("ansible.module_utils.edge_llama_inputs")
 
 
 class ActionModule(ActionBase):
@@ -70,11 +71,13 @@ class ActionModule(ActionBase):
                     unresolved.append("%s (%s)" % (name, type(exc).__name__))
                     continue
                 specs[name] = spec
-        problems, _typed = check(values, specs, extra_ports=extra_ports)
+        problems, typed = _rules.check(values, specs, extra_ports=extra_ports)
         result["changed"] = False
         result["checked"] = sorted(specs)
         result["unresolved"] = unresolved
         result["problems"] = [dict(p) for p in problems]
+        # What the services will bind, for the port check on the host (no secrets in it).
+        result["binds"] = [] if problems else _rules.binds(typed, extra_ports)
         if problems:
             result["failed"] = True
             result["msg"] = "%s: %d setting%s refused before any change:\n%s" % (

@@ -16,11 +16,12 @@ description:
     Makefile of the tutorial's era or CMake, the CUDA switches, how the CPU code is compiled and the
     commands to run. Builds nothing and changes nothing.
   - I(cpu_target=portable) (the default) makes a binary that does not depend on the build host's CPU
-    extensions. On x86_64 a current tree builds every CPU variant and loads the best one for the running
-    CPU at start (C(GGML_BACKEND_DL) + C(GGML_CPU_ALL_VARIANTS), as llama.cpp's release images build);
-    a tree without them builds once for x86-64-v3 (C(GGML_NATIVE=OFF), or C(-march=x86-64-v3) for the
-    2023 Makefile, which adds C(-march=native) itself). On aarch64 the tree's default stays (each
-    appliance builds on itself; C(-mcpu=native)).
+    extensions. On x86_64 it is one build for x86-64-v3 (AVX2, FMA, F16C; C(GGML_NATIVE=OFF), or
+    C(-march=x86-64-v3) for the 2023 Makefile, which adds C(-march=native) itself). On aarch64 the tree's
+    default stays (each appliance builds on itself; C(-mcpu=native)).
+  - I(cpu_target=all_variants) builds, on x86_64 trees that can, every CPU variant and loads at start the
+    one the CPU's CPUID promises most (C(GGML_BACKEND_DL) + C(GGML_CPU_ALL_VARIANTS), as llama.cpp's release
+    images); elsewhere it is I(portable). A VM that lists AMX it cannot run gets a variant that dies (measured).
   - I(cpu_target=native) keeps C(-march=native): fastest on the build host, and only there.
   - The build directory is keyed by the build's identity: the commit and everything that changes the
     binary (build system, backend, CUDA architectures and toolkit, CPU build, extra arguments). The job
@@ -50,9 +51,9 @@ options:
     choices: [cpu, cuda]
     default: cpu
   cpu_target:
-    description: C(portable) or C(native), see above.
+    description: C(portable), C(all_variants) or C(native), see above.
     type: str
-    choices: [portable, native]
+    choices: [portable, all_variants, native]
     default: portable
   cuda_architectures:
     description: CUDA architectures without C(sm_) (C(86)); required for I(backend=cuda).
@@ -132,7 +133,7 @@ identity:
   returned: success
   type: dict
 cpu_build:
-  description: C(all_variants), C(portable_baseline), C(native) or C(default) (aarch64).
+  description: C(portable_baseline), C(all_variants), C(native) or C(default) (aarch64).
   returned: success
   type: str
 cpu_build_reason:
@@ -170,7 +171,7 @@ def main():
             install_dir=dict(type="path", required=True),
             machine=dict(type="str", required=True),
             backend=dict(type="str", choices=["cpu", "cuda"], default="cpu"),
-            cpu_target=dict(type="str", choices=["portable", "native"], default="portable"),
+            cpu_target=dict(type="str", choices=["portable", "all_variants", "native"], default="portable"),
             cuda_architectures=dict(type="list", elements="str", default=[]),
             cuda_home=dict(type="str", default=""),
             make_targets=dict(type="list", elements="str", default=["server"]),

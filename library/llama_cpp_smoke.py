@@ -15,9 +15,9 @@ description:
   - Starts the given llama.cpp server binary on loopback with a tiny Llama GGUF v2, asks C(POST /completion)
     for a few tokens, and stops it. A build that prints C(--help) but dies at its first computation (a CPU
     instruction the host cannot run, a broken kernel) is caught here, long before a switch.
-  - Without I(model) the module writes its own tiny model (2 layers, ~0.6 MB, standard library only,
-    GGUF v2 so that both the 2023 server and current ones read it) into a temporary directory, removed
-    afterwards with the server's log.
+  - Without I(model) the module writes its own tiny model (2 layers, ~0.3 MB, Q8_0 weight matrices so that
+    the quantised SIMD kernels run, standard library only, GGUF v2 so that both the 2023 server and current
+    ones read it) into a temporary directory, removed afterwards with the server's log.
   - Fails when the server exits or is killed by a signal (the message names the signal, for example
     C(SIGILL)), answers without tokens, answers an HTTP error, or does not answer within I(timeout).
     The result then carries C(rc), C(signal) and the last lines of the server's log.

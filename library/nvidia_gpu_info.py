@@ -38,6 +38,10 @@ options:
     description: Fail, with the reason and what to do, unless at least one GPU answers.
     type: bool
     default: false
+  pci_devices_dir:
+    description: Where sysfs lists the PCI devices (for C(pci_gpus)).
+    type: path
+    default: /sys/bus/pci/devices
 notes:
   - Supports check mode; never changes anything.
   - C(nvidia-smi) exit codes: 2 bad argument, 3 not available, 4 no permission, 6 query failed,
@@ -134,6 +138,14 @@ platform:
           servers, IGX Orin in dGPU mode) or C(arm64) (Jetson, IGX Orin in iGPU mode: CUDA for L4T);
           null for other architectures.
       type: str
+pci_gpus:
+  description:
+    - NVIDIA display controllers (vendor 10de, class 03xx) on the PCI bus, found in sysfs whether or not a
+      driver is loaded. Empty on a host without an NVIDIA card, and on Jetson/Orin iGPU (not a PCI device).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{slot: "0000:01:00.0", device: "0x2230", class: "0x030000"}]
 cuda_toolkit:
   description: The CUDA toolkit found, if any.
   returned: always
@@ -361,6 +373,26 @@ def detect_platform(gpus, root="/", machine=None):
             "cuda_repo_arch": repo_arch}
 
 
+NVIDIA_VENDOR = "0x10de"
+
+
+def pci_gpus(base="/sys/bus/pci/devices"):
+    """NVIDIA display controllers on the PCI bus (sysfs), whether or not a driver is loaded: the GPUs a
+    driver could serve. [{slot, device, class}]; an Orin's integrated GPU is not a PCI device."""
+    try:
+        slots = sorted(os.listdir(base))
+    except (IOError, OSError):
+        return []
+    found = []
+    for slot in slots:
+        vendor = (_read_first_line(os.path.join(base, slot, "vendor")) or "").lower()
+        pci_class = (_read_first_line(os.path.join(base, slot, "class")) or "").lower()
+        if vendor == NVIDIA_VENDOR and pci_class.startswith("0x03"):
+            found.append({"slot": slot, "device": (_read_first_line(os.path.join(base, slot, "device")) or "").lower(),
+                          "class": pci_class})
+    return found
+
+
 def find_nvcc(module, cuda_home):
     candidates = []
     if cuda_home:
@@ -438,6 +470,7 @@ def main():
             nvidia_smi=dict(type="path"),
             cuda_home=dict(type="path"),
             require_gpu=dict(type="bool", default=False),
+            pci_devices_dir=dict(type="path", default="/sys/bus/pci/devices"),
         ),
         supports_check_mode=True,
     )
@@ -457,6 +490,7 @@ def main():
         "gpu_count": len(gpus),
         "driver": driver,
         "platform": detect_platform(gpus),
+        "pci_gpus": pci_gpus(module.params["pci_devices_dir"]),
         "cuda_toolkit": toolkit_info(module, module.params["cuda_home"]),
     }
     if module.params["require_gpu"] and not gpus:

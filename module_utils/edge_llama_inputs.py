@@ -252,3 +252,17 @@ def check(values, specs, extra_ports=()):
         else:
             seen[port] = name
     return problems, typed
+
+
+def binds(typed, extra_ports=()):
+    """The ports the services (and a mirror host's hf_mirror) will bind, with their addresses:
+    [{name, port, address}], from the checked settings."""
+    lan = typed.get("services_expose_on_lan") is True
+    where = {
+        "services_llama_port": typed.get("services_llama_host", "127.0.0.1"),
+        "services_openai_port": typed.get("services_lan_address") if lan else typed.get("services_openai_host"),
+        "services_chat_port": typed.get("services_lan_address") if lan else typed.get("services_chat_host"),
+        "hf_mirror_port": typed.get("hf_mirror_listen", "0.0.0.0"),
+    }
+    return [{"name": name, "port": typed[name], "address": where[name] or "127.0.0.1"}
+            for name in SERVICE_PORTS + tuple(extra_ports) if name in typed]

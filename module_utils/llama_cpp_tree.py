@@ -22,7 +22,7 @@ SERVER_SOURCES = (
     "examples/server/server.cpp",
 )
 
-CPU_TARGETS = ("portable", "native")
+CPU_TARGETS = ("portable", "all_variants", "native")
 
 # The x86-64 level a single portable build targets: AVX, AVX2, FMA, F16C, BMI2 (Intel Haswell, 2013;
 # AMD Zen 1, 2017). The same set as CMake's GGML_NATIVE=OFF defaults (GGML_AVX, GGML_AVX2, GGML_FMA,
@@ -147,9 +147,8 @@ def detect(root):
 def cpu_build(tree, machine, cpu_target):
     """How the CPU code is compiled: (kind, cmake args, make args, why).
 
-    kind is one of `all_variants` (every CPU variant, chosen at run time), `portable_baseline` (one
-    x86-64-v3 build), `native` (the build host's CPU) and `default` (the tree's own choice where edge-llama
-    has nothing better: aarch64, see below).
+    kind is one of `portable_baseline` (one x86-64-v3 build), `all_variants` (every CPU variant, chosen
+    at run time), `native` (the build host's CPU) and `default` (the tree's own choice: aarch64).
     """
     x86 = machine in ("x86_64", "amd64")
     if cpu_target not in CPU_TARGETS:
@@ -161,26 +160,26 @@ def cpu_build(tree, machine, cpu_target):
                 "(-march=native); it may not run on another CPU, or in a VM that masks CPU features")
     if not x86:
         # aarch64 (the IGX Orin, Grace, Ampere): the Makefile adds -mcpu=native and CMake's default is
-        # GGML_NATIVE=ON. Each appliance builds on itself and an ARM core does not advertise features its
-        # kernel cannot run (the x86 failure mode: a VM listing AVX-512/AMX it does not enable), while the
-        # aarch64 baseline (armv8.0) would lose dot-product and fp16 arithmetic. Keep the tree's default.
+        # GGML_NATIVE=ON. Each appliance builds on itself, and the aarch64 baseline (armv8.0) would lose
+        # the dot-product and fp16 arithmetic of the Orin's cores. Keep the tree's default.
         return ("default", [], [], "%s builds for the build host's CPU (the tree's default); each appliance "
                 "builds its own binary" % machine)
+    if cpu_target == "all_variants" and tree["cpu_options"]["all_variants"]:
+        return ("all_variants", ["-DGGML_NATIVE=OFF", "-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON",
+                                 "-DBUILD_SHARED_LIBS=ON"],
+                [], "every CPU variant of the CPU backend is built and the one the CPU's CPUID promises most "
+                "is loaded at start (GGML_BACKEND_DL + GGML_CPU_ALL_VARIANTS, as llama.cpp's release images); "
+                "a VM that lists AMX or AVX-512 it cannot run gets a variant that dies")
+    why = "" if cpu_target == "portable" else "this tree cannot choose CPU variants at run time: "
     if tree["build_system"] == "make":
         flags = "-march=%s -mtune=generic" % X86_PORTABLE_MARCH
         # The 2023 Makefile adds -march=native; GCC takes the last -march, and CFLAGS / HOST_CXXFLAGS
         # from the command line come after the Makefile's own (also into nvcc's -Xcompiler).
         return ("portable_baseline", [], ["CFLAGS=%s" % flags, "HOST_CXXFLAGS=%s" % flags],
-                "the Makefile era has no run-time CPU dispatch: one build for %s (AVX2, FMA, F16C)"
-                % X86_PORTABLE_MARCH)
-    if tree["cpu_options"]["all_variants"]:
-        return ("all_variants", ["-DGGML_NATIVE=OFF", "-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON",
-                                 "-DBUILD_SHARED_LIBS=ON"],
-                [], "every CPU variant of the CPU backend is built and the best one for the running CPU is "
-                "loaded at start (GGML_BACKEND_DL + GGML_CPU_ALL_VARIANTS, as llama.cpp's release images)")
+                why + "one build for %s (AVX2, FMA, F16C; no AVX-512, no AMX)" % X86_PORTABLE_MARCH)
     cmake = ["-D%s=OFF" % native_option] if native_option else []
-    return ("portable_baseline", cmake, [], "this tree cannot choose CPU variants at run time: one build for "
-            "%s (AVX2, FMA, F16C; %s=OFF)" % (X86_PORTABLE_MARCH, native_option or "no native switch"))
+    return ("portable_baseline", cmake, [], why + "one build for %s (AVX2, FMA, F16C; no AVX-512, no AMX; %s=OFF)"
+            % (X86_PORTABLE_MARCH, native_option or "no native switch"))
 
 
 def plan(tree, commit, install_dir, machine, backend="cpu", cpu_target="portable", cuda_architectures=None,

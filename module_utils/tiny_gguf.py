@@ -3,10 +3,13 @@
 # Apache License 2.0 (see LICENSE)
 """A tiny Llama-architecture GGUF v2, written with the standard library alone.
 
-2 layers, n_embd 64, 4 heads, an SPM vocabulary of ~500 pieces with byte fallback, F32 weights from a
-seeded generator: about 0.6 MB, the same bytes every time. GGUF v2 so that both eras of llama.cpp read
-it: the tutorial's e519621 (GGUF v1/v2) and current trees. Its answers are noise; it exists so that a
-freshly built server can be made to compute a few tokens (llama_cpp_smoke) and so that tests have a
+2 layers, n_embd 64, 4 heads, an SPM vocabulary of ~500 pieces with byte fallback, weights from a seeded
+generator: the same bytes every time, about 0.3 MB. The weight matrices are Q8_0, the quantised type real
+models use, so that a server computing with it runs llama.cpp's quantised SIMD kernels (AVX2, AVX-512,
+AMX, NEON: where a binary built for the wrong CPU dies), not only the F32 path; the norms and the token
+embeddings stay F32. GGUF v2 so that both eras of llama.cpp read it: the tutorial's e519621 (GGUF v1/v2)
+and current trees. Its answers are noise; it exists so that a freshly built server can be made to
+compute a few tokens (llama_cpp_smoke) and so that tests have a
 model that loads fast (tests/setup/sources.py serves the same file from its Hugging Face mirror).
 """
 
@@ -33,7 +36,8 @@ ALIGNMENT = 32
 
 # GGUF value types
 _UINT32, _INT32, _FLOAT32, _STRING, _ARRAY = 4, 5, 6, 8, 9
-_GGML_F32 = 0
+_GGML_F32, _GGML_Q8_0 = 0, 8
+QK8_0 = 32  # Q8_0 block: an fp16 scale and 32 int8 values (34 bytes), ggml's block_q8_0
 
 
 def vocabulary():
@@ -99,6 +103,18 @@ def tensors(n_vocab):
     return out
 
 
+def q8_0(values):
+    """ggml's quantize_row_q8_0_ref: per block of 32, d = max|x| / 127, q = round(x / d)."""
+    out = []
+    for start in range(0, len(values), QK8_0):
+        block = values[start:start + QK8_0]
+        amax = max(abs(v) for v in block)
+        d = amax / 127.0
+        inv = 1.0 / d if d else 0.0
+        out.append(struct.pack("<e", d) + struct.pack("<32b", *[int(round(v * inv)) for v in block]))
+    return b"".join(out)
+
+
 def build():
     """The whole file, as bytes."""
     rng = random.Random(SEED)
@@ -130,12 +146,13 @@ def build():
         for d in dims:
             count *= d
         if name.endswith("norm.weight"):
-            values = [1.0] * count
+            values, kind = [1.0] * count, _GGML_F32
         else:
             values = [rng.gauss(0.0, 0.02) for _ in range(count)]
-        blob = struct.pack("<%df" % count, *values)
+            kind = _GGML_F32 if name == "token_embd.weight" else _GGML_Q8_0
+        blob = struct.pack("<%df" % count, *values) if kind == _GGML_F32 else q8_0(values)
         infos.append(_string(name) + struct.pack("<I", len(dims)) + struct.pack("<%dQ" % len(dims), *dims)
-                     + struct.pack("<IQ", _GGML_F32, offset))
+                     + struct.pack("<IQ", kind, offset))
         blobs.append(blob + b"\0" * _pad(len(blob)))
         offset += len(blobs[-1])
     header = b"GGUF" + struct.pack("<IQQ", 2, len(layout), len(kvs)) + b"".join(kvs) + b"".join(infos)

@@ -108,9 +108,15 @@ def run_fleet(tmp_path, hub, hosts, **group_vars):
         tools = tmp_path / name
         (tools / "bin").mkdir(parents=True)
         fake_tool(tools / "bin" / "nvcc", [("--version", NVCC % spec.get("nvcc", ("11.8", "11.8.89")), 0)])
+        # The captures come from machines with their NVIDIA card on the PCI bus (an RTX A6000's ids).
+        pci = tools / "pci" / "0000:01:00.0"
+        pci.mkdir(parents=True)
+        for field, value in (("vendor", "0x10de"), ("device", "0x2230"), ("class", "0x030000")):
+            (pci / field).write_text(value + "\n")
         host_vars[name] = {
             "preflight_nvidia_smi": fake_tool(tools / "nvidia-smi", spec["smi"]),
             "preflight_cuda_home": str(tools),
+            "preflight_pci_devices_dir": str(tools / "pci" if spec.get("pci", True) else tools / "no-pci"),
         }
         host_vars[name].update(spec.get("vars", {}))
     inventory = {
@@ -271,3 +277,25 @@ def test_build_architecture_follows_each_hosts_gpu(tmp_path):
     assert proc.returncode == 0, out
     assert "arch orin-a6000 86" in out and "arch host-l40s 89" in out, out
     assert "arch host-mixed 86;90" in out, out  # numeric order: make takes the first, the oldest
+
+
+def test_cuda_on_a_host_without_an_nvidia_card_is_refused_before_anything_is_installed(tmp_path, hub):
+    """No nvidia-smi and nothing from NVIDIA on the PCI bus: a driver install would find no GPU (and
+    reboot the host for nothing). Refused in the preflight, before any host changes."""
+    bare = {"smi": smi_from("no_driver"), "pci": False,
+            "vars": {"preflight_nvidia_smi": "/nonexistent/nvidia-smi", "preflight_driver_install": True}}
+    proc, out, changed = run_fleet(tmp_path, hub, {"orin-a": A6000, "orin-b": bare})
+    assert proc.returncode != 0, out
+    assert changed == [], "a host changed before the fleet was checked:\n" + out
+    assert "orin-b: llama_cpp_backend is cuda but this host has no NVIDIA GPU: nothing from NVIDIA (vendor 10de)" in out
+    assert "Nothing was installed" in out and "Traceback" not in out
+
+
+def test_a_card_without_its_driver_waits_for_the_driver_install(tmp_path, hub):
+    """The same host with its card on the PCI bus: the nvidia_cuda role installs the driver, and the GPU
+    checks wait for it."""
+    card = {"smi": smi_from("no_driver"),
+            "vars": {"preflight_nvidia_smi": "/nonexistent/nvidia-smi", "preflight_driver_install": True}}
+    proc, out, changed = run_fleet(tmp_path, hub, {"orin-a": card})
+    assert proc.returncode == 0, out
+    assert "the nvidia_cuda\nrole installs one" in out or "the nvidia_cuda role installs one" in out, out[-3000:]

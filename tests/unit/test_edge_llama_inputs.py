@@ -91,7 +91,7 @@ BAD = [
     ({"model_hf_endpoint": "huggingface.co"}, "model_hf_endpoint", "scheme https/http"),
     ({"model_hf_endpoint": "http://mirror:99999"}, "model_hf_endpoint", "port"),
     ({"llama_cpp_backend": "rocm"}, "llama_cpp_backend", "not one of cuda, cpu"),
-    ({"llama_cpp_cpu_target": "fast"}, "llama_cpp_cpu_target", "not one of portable, native"),
+    ({"llama_cpp_cpu_target": "fast"}, "llama_cpp_cpu_target", "not one of portable, all_variants, native"),
     ({"llama_cpp_cuda_architecture": "sm_86"}, "llama_cpp_cuda_architecture", "without sm_"),
     ({"services_lan_address": "my lan"}, "services_lan_address", "not an IP address or a host name"),
     ({"services_chat_system_prompt": "a\0b"}, "services_chat_system_prompt", "NUL"),
@@ -125,3 +125,19 @@ def test_secrets_are_never_shown():
 def test_every_problem_at_once():
     found = problems(services_openai_port="abc", model_filename="a/b", services_keep_releases=0)
     assert sorted(p["variable"] for p in found) == ["model_filename", "services_keep_releases", "services_openai_port"]
+
+
+def test_binds_follow_the_lan_switch():
+    from ansible.module_utils.edge_llama_inputs import binds
+    _, typed = check(dict(DEFAULTS, services_expose_on_lan="true", services_lan_address="192.168.10.5"), SPECS)
+    assert binds(typed) == [
+        {"name": "services_llama_port", "port": 8080, "address": "127.0.0.1"},
+        {"name": "services_openai_port", "port": 8081, "address": "192.168.10.5"},
+        {"name": "services_chat_port", "port": 7860, "address": "192.168.10.5"},
+    ]
+    _, typed = check(dict(DEFAULTS, services_openai_port="9000"), SPECS)
+    assert binds(typed, ["hf_mirror_port"])[1:] == [
+        {"name": "services_openai_port", "port": 9000, "address": "127.0.0.1"},
+        {"name": "services_chat_port", "port": 7860, "address": "127.0.0.1"},
+        {"name": "hf_mirror_port", "port": 8090, "address": "0.0.0.0"},
+    ]

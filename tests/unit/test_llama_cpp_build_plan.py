@@ -40,12 +40,16 @@ def flat(result):
 
 # (tree, machine, cpu_target) -> the CPU build and the switches it must and must not contain
 CASES = [
-    (CURRENT, "x86_64", "portable", "all_variants",
+    (CURRENT, "x86_64", "portable", "portable_baseline", ["-DGGML_NATIVE=OFF"],
+     ["-DGGML_NATIVE=ON", "-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON"]),
+    (CURRENT, "x86_64", "all_variants", "all_variants",
      ["-DGGML_NATIVE=OFF", "-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON"], ["-DGGML_NATIVE=ON"]),
     (CURRENT, "x86_64", "native", "native", ["-DGGML_NATIVE=ON"], ["-DGGML_NATIVE=OFF", "-DGGML_BACKEND_DL=ON"]),
     (CURRENT, "aarch64", "portable", "default", [], ["-DGGML_NATIVE=OFF", "-DGGML_NATIVE=ON", "-DGGML_BACKEND_DL=ON"]),
     (TUTORIAL, "x86_64", "portable", "portable_baseline",
      ["CFLAGS=-march=x86-64-v3 -mtune=generic", "HOST_CXXFLAGS=-march=x86-64-v3 -mtune=generic"], []),
+    # The 2023 tree cannot choose variants at run time: all_variants is the portable baseline there.
+    (TUTORIAL, "x86_64", "all_variants", "portable_baseline", ["CFLAGS=-march=x86-64-v3 -mtune=generic"], []),
     (TUTORIAL, "x86_64", "native", "native", [], ["CFLAGS=-march=x86-64-v3 -mtune=generic"]),
     (TUTORIAL, "aarch64", "portable", "default", [], ["CFLAGS=-march=x86-64-v3 -mtune=generic"]),
 ]
@@ -71,7 +75,8 @@ def test_a_tree_without_cpu_variants_builds_one_portable_baseline(plan, tmp_path
     (tree / "ggml" / "CMakeLists.txt").write_text(
         'option(GGML_CUDA "ggml: use CUDA" OFF)\n'
         'option(GGML_NATIVE "ggml: optimize the build for the current system" ${GGML_NATIVE_DEFAULT})\n')
-    result = plan(tree)
+    result = plan(tree, cpu_target="all_variants")
+    assert "cannot choose CPU variants" in result["cpu_build_reason"]
     assert result["cpu_build"] == "portable_baseline"
     assert "-DGGML_NATIVE=OFF" in result["commands"][0]
     assert "-DGGML_BACKEND_DL=ON" not in result["commands"][0]
@@ -114,6 +119,7 @@ CHANGES = {
     "commit": {"commit": "f" * 40},
     "cmake_extra_args": {"cmake_extra_args": ["-DGGML_CUDA_F16=ON"]},
     "cpu_target": {"cpu_target": "native"},
+    "all_variants": {"cpu_target": "all_variants"},
     "backend": {"backend": "cuda", "cuda_architectures": ["86"], "cuda_home": "/usr"},
     "machine": {"machine": "aarch64"},
 }
@@ -160,4 +166,4 @@ def test_not_a_checkout_fails_with_the_path(run_module, tmp_path):
 
 def test_check_mode_plans_too(run_module):
     result = run_module(module, args(CURRENT), check_mode=True)
-    assert result["changed"] is False and result["cpu_build"] == "all_variants"
+    assert result["changed"] is False and result["cpu_build"] == "portable_baseline"

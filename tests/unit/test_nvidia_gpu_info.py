@@ -308,3 +308,19 @@ def test_current_drivers(host, run_module, case_name, name, capability, memory, 
     assert (gpu["memory_total_mib"], gpu["memory_used_mib"], gpu["memory_free_mib"]) == memory
     assert (result["driver"]["version"], result["driver"]["cuda_version"]) == (driver, cuda)
     assert gpu["cuda_architecture"] == capability.replace(".", "")
+
+
+def test_pci_gpus_are_nvidia_display_controllers_only(tmp_path):
+    import nvidia_gpu_info
+    devices = {"0000:01:00.0": ("0x10de", "0x2230", "0x030000"),   # RTX A6000 (VGA)
+               "0000:01:00.1": ("0x10de", "0x1aef", "0x040300"),   # its HDMI audio function
+               "0000:00:02.0": ("0x8086", "0x4680", "0x030000"),   # an Intel iGPU
+               "0000:41:00.0": ("0x10de", "0x2330", "0x030200")}   # H100 (3D controller)
+    for slot, (vendor, device, pci_class) in devices.items():
+        (tmp_path / slot).mkdir()
+        for name, value in (("vendor", vendor), ("device", device), ("class", pci_class)):
+            (tmp_path / slot / name).write_text(value + "\n")
+    found = nvidia_gpu_info.pci_gpus(str(tmp_path))
+    assert [g["slot"] for g in found] == ["0000:01:00.0", "0000:41:00.0"]
+    assert found[0] == {"slot": "0000:01:00.0", "device": "0x2230", "class": "0x030000"}
+    assert nvidia_gpu_info.pci_gpus(str(tmp_path / "none")) == []

@@ -25,7 +25,18 @@ def test_a_gguf_v2_tiny_llama_every_time():
     assert names[0] == "token_embd.weight" and "blk.1.ffn_down.weight" in names and len(names) == 3 + 2 * 9
     sizes = gguf_info.tensor_sizes(header, file_size=len(data))
     assert sizes, sizes
-    assert 500_000 < len(data) < 700_000
+    types = {name: kind for name, _dims, kind, _offset in header["tensors"]}
+    assert types["blk.0.attn_q.weight"] == 8 and types["output.weight"] == 8  # Q8_0: the quantised kernels run
+    assert types["token_embd.weight"] == 0 and types["blk.0.attn_norm.weight"] == 0
+    assert 200_000 < len(data) < 400_000
+
+
+def test_q8_0_blocks_are_ggmls():
+    block = tiny_gguf.q8_0([0.5] + [0.0] * 30 + [-0.25])
+    assert len(block) == 34
+    import struct
+    assert abs(struct.unpack("<e", block[:2])[0] - 0.5 / 127) < 1e-5
+    assert struct.unpack("<32b", block[2:]) == (127,) + (0,) * 30 + (-64,)
 
 
 def test_write_returns_the_size(tmp_path):
