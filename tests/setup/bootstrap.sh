@@ -97,9 +97,13 @@ fi
 # The same mirror as this machine's apt (first URIs: line of the deb822 sources).
 mirror=${EDGE_LLAMA_DEBIAN_MIRROR:-$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)}
 mirror=${mirror:-http://deb.debian.org/debian}
+# Bump when the image recipe changes: an image with another edge-llama.image label is rebuilt.
+image_version=2
 build_image() {  # image arch
   local image=$1 arch=$2 rootfs t1
-  if podman image exists "$image"; then say "image $image present"; return 0; fi
+  if [ "$(podman image inspect -f '{{index .Config.Labels "edge-llama.image"}}' "$image" 2>/dev/null)" = "$image_version" ]; then
+    say "image $image present"; return 0
+  fi
   rootfs=$(mktemp -d "${TMPDIR:-/tmp}/edge-llama-rootfs.XXXXXX")
   trap 'rm -rf "$rootfs" "$rootfs.log"' EXIT
   say "building $image ($arch) with debootstrap from $mirror (1-2 minutes)"
@@ -109,8 +113,15 @@ build_image() {  # image arch
     bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || { tail -n 30 "$rootfs.log" >&2; exit 1; }
   rm -f "$rootfs.log"
   echo "deb $mirror bookworm main" > "$rootfs/etc/apt/sources.list"
+  # binfmt_misc is the kernel's, shared with this machine and every container: a test host's
+  # systemd-binfmt.service would unregister every entry when the container stops (its ExecStop runs
+  # systemd-binfmt --unregister), qemu-aarch64 included, and the arm64 host could no longer run.
+  for unit in systemd-binfmt.service proc-sys-fs-binfmt_misc.automount proc-sys-fs-binfmt_misc.mount; do
+    ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
+  done
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
-  tar -C "$rootfs" -c . | podman import --arch "$arch" --change 'CMD ["/sbin/init"]' - "$image" >/dev/null
+  tar -C "$rootfs" -c . | podman import --arch "$arch" --change 'CMD ["/sbin/init"]' \
+    --change "LABEL edge-llama.image=$image_version" - "$image" >/dev/null
   rm -rf "$rootfs"
   trap - EXIT
   say "image $image built in $(( $(date +%s) - t1 )) s"

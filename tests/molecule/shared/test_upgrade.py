@@ -34,6 +34,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -339,3 +340,86 @@ def test_8_changing_only_the_cmake_arguments_builds_beside_and_switches_through_
     assert again.rc == 0, again.output[-6000:]
     assert again.recap(name)["changed"] == 0, changed_tasks(again.output)
     assert again.host(name)["state"] == "unchanged"
+
+
+# What test 8 left serving: the same values again are a re-run with nothing to change.
+SERVING = dict(CURRENT, services_keep_releases=2, llama_cpp_cmake_extra_args=["-DLLAMA_BUILD_COMMON=ON"])
+FOREIGN_PORT = 18099
+
+# (case, extra vars, what the failure must say). Each is refused before any change, naming the variable
+# (or the port, process or device); the host keeps serving. The values are given as a user types them.
+BAD_INPUTS = [
+    ("port-not-a-number", {"services_openai_port": "abc"}, ["services_openai_port = 'abc': not a whole number"]),
+    ("port-out-of-range", {"services_llama_port": 70000}, ["services_llama_port = 70000: out of range (1 to 65535)"]),
+    ("two-services-one-port", {"services_chat_port": 8080},
+     ["services_llama_port and services_chat_port = 8080: both 8080"]),
+    ("endpoint-on-the-chat-port", {"services_openai_port": "7860"},
+     ["services_openai_port and services_chat_port", "both 7860"]),
+    ("port-held-by-another-process", {"services_openai_port": FOREIGN_PORT},
+     ["services_openai_port: port %d is held by pid" % FOREIGN_PORT, "http.server", "Nothing was changed"]),
+    ("ctx-size-zero", {"services_llama_ctx_size": 0}, ["services_llama_ctx_size = 0: out of range (64 to 1048576)"]),
+    ("keep-releases-zero", {"services_keep_releases": "0"}, ["services_keep_releases = '0': out of range (1 to 100)"]),
+    ("max-tokens-zero", {"services_chat_max_tokens": 0}, ["services_chat_max_tokens = 0: out of range"]),
+    ("temperature-not-a-number", {"services_chat_temperature": "hot"}, ["services_chat_temperature = 'hot'"]),
+    ("negative-gpu-layers", {"services_llama_n_gpu_layers": -1}, ["services_llama_n_gpu_layers = -1"]),
+    ("ready-timeout-zero", {"services_ready_timeout": 0}, ["services_ready_timeout = 0"]),
+    ("smoke-timeout-not-a-number", {"llama_cpp_smoke_timeout": "soon"}, ["llama_cpp_smoke_timeout = 'soon'"]),
+    ("lan-switch-not-a-boolean", {"services_expose_on_lan": "maybe"},
+     ["services_expose_on_lan = 'maybe': not a boolean (true or false)"]),
+    ("lan-address-not-an-address", {"services_lan_address": "my lan"}, ["services_lan_address = 'my lan'"]),
+    ("model-file-is-a-path", {"model_filename": "../../etc/passwd"},
+     ["model_filename = '../../etc/passwd': a file name, not a path"]),
+    ("model-file-dot-dot", {"model_filename": ".."}, ["model_filename = '..'"]),
+    ("repo-id-with-spaces", {"model_repo_id": "the bloke/llama 2"}, ["model_repo_id = 'the bloke/llama 2'"]),
+    ("sha256-not-hex", {"model_sha256": "xyz"}, ["model_sha256 = 'xyz': not 64 hex digits"]),
+    ("commit-not-a-ref", {"llama_cpp_version": "master..HEAD"}, ["llama_cpp_version = 'master..HEAD'"]),
+    ("repo-url-bad-scheme", {"llama_cpp_repo_url": "ftp://mirror/llama.cpp"}, ["llama_cpp_repo_url = 'ftp://mirror"]),
+    ("hub-endpoint-no-scheme", {"model_hf_endpoint": "huggingface.co"}, ["model_hf_endpoint = 'huggingface.co'"]),
+    ("cpu-target-unknown", {"llama_cpp_cpu_target": "fast"}, ["llama_cpp_cpu_target = 'fast': not one of"]),
+    ("cuda-without-a-gpu", {"llama_cpp_backend": "cuda"},
+     ["llama_cpp_backend is cuda but this host has no NVIDIA GPU", "Nothing was installed"]),
+]
+
+
+@pytest.fixture
+def foreign_listener(host):
+    """A process that is not edge-llama's, listening on FOREIGN_PORT inside the host."""
+    host.run("setsid python3 -m http.server %d --bind 127.0.0.1 >/dev/null 2>&1 < /dev/null &" % FOREIGN_PORT)
+    for _ in range(50):
+        if host.socket("tcp://127.0.0.1:%d" % FOREIGN_PORT).is_listening:
+            break
+        time.sleep(0.1)
+    yield
+    host.run("pkill -f 'http.server %d'" % FOREIGN_PORT)
+
+
+@pytest.mark.parametrize("case,extra,needles", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_9_a_bad_setting_is_refused_before_any_change(host, target, request, case, extra, needles):  # noqa: F811
+    if case == "port-held-by-another-process":
+        request.getfixturevalue("foreign_listener")
+    pid_before = host.check_output("systemctl show -p MainPID --value edge-llama-server.service")
+    run = play("9-bad-" + case, dict(SERVING, **extra))
+    name = appliance.name(host)
+    assert run.rc != 0, run.output[-3000:]
+    assert "Traceback" not in run.output, run.output[-3000:]
+    assert run.recap(name)["changed"] == 0, run.output[-3000:]
+    for needle in needles:
+        assert needle in run.output, "%r not in:\n%s" % (needle, run.output[-3000:])
+    assert host.check_output("systemctl show -p MainPID --value edge-llama-server.service") == pid_before
+    if case == "cuda-without-a-gpu":
+        assert host.run("dpkg -l | grep -i -E 'nvidia|cuda'").stdout.strip() == ""  # nothing installed
+    answers(target)
+
+
+def test_10_a_system_prompt_with_quotes_newlines_and_unicode_reaches_the_chat_app_exactly(host, target):  # noqa: F811
+    """systemd's EnvironmentFile decodes neither JSON nor \\uXXXX escapes: the prompt is quoted the way
+    systemd reads it, and the chat app's process environment holds exactly what the inventory says."""
+    prompt = ('Say "bonjour" \u2014 r\u00e9ponds en fran\u00e7ais.\n'
+              "Second line: $HOME `date` \\ back\\slash; # not a comment")
+    run = play("10-prompt", dict(SERVING, services_chat_system_prompt=prompt))
+    assert run.rc == 0, run.output[-4000:]
+    pid = host.check_output("systemctl show -p MainPID --value edge-llama-chat.service")
+    environ = host.file("/proc/%s/environ" % pid).content.split(b"\0")
+    (value,) = [e.split(b"=", 1)[1] for e in environ if e.startswith(b"EDGE_LLAMA_SYSTEM_PROMPT=")]
+    assert value.decode("utf-8") == prompt
+    answers(target)
