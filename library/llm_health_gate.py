@@ -61,6 +61,28 @@ options:
     type: list
     elements: str
     default: []
+  listeners:
+    description:
+      - Ports whose answers must come from a given unit - C(port), C(unit) and the C(address) probed. Once
+        the server and the endpoint answer, the process listening on each port (read from
+        C(/proc/net/tcp) and C(/proc/PID/fd), its unit from C(/proc/PID/cgroup)) must belong to that unit;
+        another process answering on the port fails the gate, naming it. Needs C(become).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      port:
+        description: TCP port.
+        type: int
+        required: true
+      unit:
+        description: The systemd unit that must own the listening socket, for example C(edge-llama-openai.service).
+        type: str
+        required: true
+      address:
+        description: The address the port is probed at.
+        type: str
+        default: 127.0.0.1
   timeout:
     description:
       - Seconds to wait, overall, until the server and the endpoint are ready and the endpoint answers.
@@ -179,6 +201,7 @@ from urllib import error as urllib_error
 from urllib import request as urllib_request
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.edge_llama_ports import holders
 
 PROPERTIES = ("LoadState", "ActiveState", "SubState", "NRestarts", "ExecMainStatus", "ExecMainCode", "MainPID",
               "Result")
@@ -213,6 +236,7 @@ class Gate(object):
         self.openai_health_url = openai + "/health"
         self.completions_url = openai + "/v1/chat/completions"
         self.units = list(params["units"] or [])
+        self.listeners = list(params.get("listeners") or [])
         self.timeout = params["timeout"]
         self.interval = params["interval"]
         self.opener = urllib_request.build_opener(urllib_request.ProxyHandler({}))
@@ -468,6 +492,24 @@ class Gate(object):
             "finish_reason": choice.get("finish_reason"),
         }
 
+    # --- who answered -------------------------------------------------------------------------
+
+    def check_listeners(self):
+        """Each port answered: from the process of the unit being gated, not from another one."""
+        for entry in self.listeners:
+            found = holders(entry["port"], entry.get("address") or "127.0.0.1")
+            if not found:
+                continue  # it answered over loopback, so it listens; a race with a restart, seen next round
+            foreign = [h for h in found if h["pid"] and h["unit"] != entry["unit"]]
+            if foreign:
+                other = foreign[0]
+                self.fail("foreign_listener",
+                          "Port %d answered, but from pid %d (%s%s), not from %s: another process holds the port. "
+                          "Stop it or choose another port." % (
+                              entry["port"], other["pid"], other["process"] or "?",
+                              (", unit " + other["unit"]) if other["unit"] else ", no systemd unit",
+                              entry["unit"]), self.all_journals())
+
     # --- the gate ------------------------------------------------------------------------------
 
     def run(self):
@@ -493,6 +535,7 @@ class Gate(object):
                 if endpoint_ready:
                     ready_seconds = self.elapsed()
             if server_ready and endpoint_ready:
+                self.check_listeners()
                 completion = self.chat()
                 if completion is not None:
                     self.check_units(waiting_for)  # a restart during the request counts too
@@ -651,6 +694,11 @@ def main():
             api_key=dict(type="str", default="", no_log=True),
             model=dict(type="str", default="llama_2"),
             units=dict(type="list", elements="str", default=[]),
+            listeners=dict(type="list", elements="dict", default=[], options=dict(
+                port=dict(type="int", required=True),
+                unit=dict(type="str", required=True),
+                address=dict(type="str", default="127.0.0.1"),
+            )),
             timeout=dict(type="int", default=900),
             interval=dict(type="float", default=1.0),
             prompt=dict(type="str", default="Reply with one short sentence."),

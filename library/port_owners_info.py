@@ -79,113 +79,24 @@ conflicts:
   elements: str
 """
 
-import ipaddress
-import os
-import re
-
 from ansible.module_utils.basic import AnsibleModule
-
-PROC = "/proc"
-LISTEN = "0A"
-WILDCARDS = ("0.0.0.0", "::")
-
-
-def _addr(hex_addr):
-    """'0100007F:1F90' -> ('127.0.0.1', 8080); IPv6 words are little-endian 32-bit groups."""
-    ip_hex, port_hex = hex_addr.split(":")
-    raw = bytes.fromhex(ip_hex)
-    if len(raw) == 4:
-        ip = ipaddress.IPv4Address(raw[::-1])
-    else:
-        ip = ipaddress.IPv6Address(b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
-        if ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-    return str(ip), int(port_hex, 16)
-
-
-def listeners(proc=PROC):
-    """[(address, port, inode)] of listening TCP sockets."""
-    found = []
-    for table in ("tcp", "tcp6"):
-        try:
-            with open(os.path.join(proc, "net", table)) as handle:
-                lines = handle.read().splitlines()[1:]
-        except (IOError, OSError):
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 9 and fields[3] == LISTEN:
-                address, port = _addr(fields[1])
-                found.append((address, port, fields[9]))
-    return found
-
-
-def socket_owners(inodes, proc=PROC):
-    """{inode: pid} for the given socket inodes."""
-    wanted = {"socket:[%s]" % inode: inode for inode in inodes}
-    owners = {}
-    for pid in os.listdir(proc):
-        if not pid.isdigit():
-            continue
-        fd_dir = os.path.join(proc, pid, "fd")
-        try:
-            fds = os.listdir(fd_dir)
-        except (IOError, OSError):
-            continue
-        for fd in fds:
-            try:
-                target = os.readlink(os.path.join(fd_dir, fd))
-            except (IOError, OSError):
-                continue
-            if target in wanted:
-                owners.setdefault(wanted[target], int(pid))
-    return owners
-
-
-def process_of(pid, proc=PROC):
-    try:
-        with open(os.path.join(proc, str(pid), "cmdline"), "rb") as handle:
-            argv = [a.decode("utf-8", "replace") for a in handle.read().split(b"\0") if a]
-    except (IOError, OSError):
-        argv = []
-    unit = ""
-    try:
-        with open(os.path.join(proc, str(pid), "cgroup")) as handle:
-            for line in handle:
-                found = re.findall(r"/([^/\s]+\.(?:service|scope))(?:/|$)", line.strip())
-                if found:
-                    unit = found[-1]
-                    break
-    except (IOError, OSError):
-        pass
-    return " ".join(argv)[:200], unit
-
-
-def conflicts_with(bind, address):
-    """Whether a listener on `address` stops a server from binding `bind` (same port)."""
-    return bind in WILDCARDS or address in WILDCARDS or bind == address or (
-        bind == "localhost" and address in ("127.0.0.1", "::1"))
+from ansible.module_utils.edge_llama_ports import PROC, holders
 
 
 def owners_of(ports, allowed_units, proc=PROC):
-    table = listeners(proc)
-    pids = socket_owners([inode for _, _, inode in table], proc)
     result, conflicts = {}, []
     for entry in ports:
-        holders = []
-        for address, port, inode in table:
-            if port != entry["port"] or not conflicts_with(entry.get("address") or "127.0.0.1", address):
-                continue
-            pid = pids.get(inode)
-            command, unit = process_of(pid, proc) if pid else ("", "")
-            ours = bool(unit) and unit in allowed_units
-            holders.append({"address": address, "pid": pid, "process": command, "unit": unit, "ours": ours})
-            if not ours:
+        found = holders(entry["port"], entry.get("address") or "127.0.0.1", proc)
+        for holder in found:
+            holder["ours"] = bool(holder["unit"]) and holder["unit"] in allowed_units
+            if not holder["ours"]:
                 conflicts.append(
                     "%s: port %d is held by %s (%s%s); choose another port for %s or stop that process"
-                    % (entry["name"], port, ("pid %d" % pid) if pid else "a process this user cannot see",
-                       command or "?", (", unit " + unit) if unit else "", entry["name"]))
-        result[entry["name"]] = {"port": entry["port"], "holders": holders}
+                    % (entry["name"], entry["port"],
+                       ("pid %d" % holder["pid"]) if holder["pid"] else "a process this user cannot see",
+                       holder["process"] or "?", (", unit " + holder["unit"]) if holder["unit"] else "",
+                       entry["name"]))
+        result[entry["name"]] = {"port": entry["port"], "holders": found}
     # one sentence per port, even when it listens on several addresses
     return result, list(dict.fromkeys(conflicts))
 

@@ -442,3 +442,33 @@ def test_the_real_endpoint(run_module, systemd, era, mode, ready_path):
     finally:
         api.close()
         llama_server.close()
+
+
+def test_an_answer_from_another_process_on_the_port_fails_the_gate(run_module, servers, systemd):
+    """The endpoint's port answers, but the process listening there (this test's stand-in, found through
+    /proc/net/tcp and /proc/PID/fd) is not in edge-llama-openai.service: not our unit, not a pass."""
+    import os
+    from urllib.parse import urlparse
+    server, api = servers(llama()), servers(endpoint())
+    systemd.units = {SERVER_UNIT: [show()], OPENAI_UNIT: [show()]}
+    port = urlparse(api.url).port
+    result = run_module(gate, dict(FAST, server_url=server.url, openai_url=api.url, units=[SERVER_UNIT, OPENAI_UNIT],
+                                   listeners=[{"port": port, "unit": OPENAI_UNIT}], timeout=10))
+    assert result["failed"] and result["reason"] == "foreign_listener", result
+    assert result["msg"].startswith("Port %d answered, but from pid %d (" % (port, os.getpid())), result["msg"]
+    assert "not from %s" % OPENAI_UNIT in result["msg"]
+    assert not [r for r in api.requests if r["path"] == "/v1/chat/completions"]  # no chat with a stranger
+
+
+def test_an_answer_from_the_gated_unit_passes(run_module, servers, systemd, monkeypatch):
+    from urllib.parse import urlparse
+
+    from ansible.module_utils import edge_llama_ports
+    server, api = servers(llama()), servers(endpoint())
+    systemd.units = {SERVER_UNIT: [show()], OPENAI_UNIT: [show()]}
+    monkeypatch.setattr(edge_llama_ports, "process_of",
+                        lambda pid, proc="/proc": ("python3 openai_api.py", OPENAI_UNIT))
+    port = urlparse(api.url).port
+    result = run_module(gate, dict(FAST, server_url=server.url, openai_url=api.url, units=[SERVER_UNIT, OPENAI_UNIT],
+                                   listeners=[{"port": port, "unit": OPENAI_UNIT}], timeout=10))
+    assert not result.get("failed"), result

@@ -6,6 +6,7 @@ import socket
 import pytest
 
 import port_owners_info as module
+from ansible.module_utils import edge_llama_ports as ports
 
 
 @pytest.fixture
@@ -38,8 +39,8 @@ def test_a_free_port_has_no_holder(run_module):
 
 
 def test_our_own_unit_may_hold_it(run_module, listening, monkeypatch):
-    monkeypatch.setattr(module, "process_of", lambda pid, proc=module.PROC: ("python3 openai_api.py",
-                                                                          "edge-llama-openai.service"))
+    monkeypatch.setattr(ports, "process_of", lambda pid, proc=ports.PROC: ("python3 openai_api.py",
+                                                                        "edge-llama-openai.service"))
     result = run_module(module, {"ports": [{"name": "services_openai_port", "port": listening}],
                                  "allowed_units": ["edge-llama-openai.service"]})
     assert result["conflicts"] == [] and result["ports"]["services_openai_port"]["holders"][0]["ours"] is True
@@ -50,17 +51,17 @@ def test_our_own_unit_may_hold_it(run_module, listening, monkeypatch):
     ("127.0.0.1", "::", True), ("127.0.0.2", "127.0.0.1", False), ("192.168.1.5", "10.0.0.1", False),
 ])
 def test_which_listeners_stop_a_bind(bind, address, conflict):
-    assert module.conflicts_with(bind, address) is conflict
+    assert ports.conflicts_with(bind, address) is conflict
 
 
 def test_addresses_from_proc_net_tcp():
-    assert module._addr("0100007F:1F90") == ("127.0.0.1", 8080)
-    assert module._addr("00000000000000000000000000000000:1F91") == ("::", 8081)
-    assert module._addr("0000000000000000FFFF00000100007F:1EB4") == ("127.0.0.1", 7860)
+    assert ports._addr("0100007F:1F90") == ("127.0.0.1", 8080)
+    assert ports._addr("00000000000000000000000000000000:1F91") == ("::", 8081)
+    assert ports._addr("0000000000000000FFFF00000100007F:1EB4") == ("127.0.0.1", 7860)
 
 
 def test_the_unit_comes_from_the_cgroup(tmp_path):
     (tmp_path / "42").mkdir()
     (tmp_path / "42" / "cmdline").write_bytes(b"/usr/bin/python3\0-m\0http.server\0008081\0")
     (tmp_path / "42" / "cgroup").write_text("0::/system.slice/foreign-web.service\n")
-    assert module.process_of(42, str(tmp_path)) == ("/usr/bin/python3 -m http.server 8081", "foreign-web.service")
+    assert ports.process_of(42, str(tmp_path)) == ("/usr/bin/python3 -m http.server 8081", "foreign-web.service")
