@@ -61,7 +61,9 @@ options:
     elements: str
     default: []
   cuda_home:
-    description: CUDA toolkit directory (C(bin/nvcc) inside); required for I(backend=cuda).
+    description:
+      - CUDA toolkit directory (C(bin/nvcc) inside) for I(backend=cuda); empty leaves nvcc to the PATH (check
+        mode before the toolkit is installed).
     type: str
     default: ""
   make_targets:

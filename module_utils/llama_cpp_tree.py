@@ -198,8 +198,6 @@ def plan(tree, commit, install_dir, machine, backend="cpu", cpu_target="portable
     archs = [str(a) for a in (cuda_architectures or [])] if cuda else []
     if cuda and not archs:
         raise ValueError("a cuda build needs at least one CUDA architecture")
-    if cuda and not cuda_home:
-        raise ValueError("a cuda build needs the CUDA toolkit directory (cuda_home)")
     kind, cpu_cmake, cpu_make, cpu_why = cpu_build(tree, machine, cpu_target)
     make_extra_args = list(make_extra_args or [])
     cmake_extra_args = list(cmake_extra_args or [])
@@ -214,8 +212,10 @@ def plan(tree, commit, install_dir, machine, backend="cpu", cpu_target="portable
         recipe = ["-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
                   "-DLLAMA_BUILD_EXAMPLES=OFF"]
         if cuda:
-            recipe += ["-D%s=ON" % tree["cuda_option"], "-DCMAKE_CUDA_COMPILER=%s/bin/nvcc" % cuda_home,
-                       "-DCMAKE_CUDA_ARCHITECTURES=%s" % ";".join(archs)]
+            # Without cuda_home (check mode, the toolkit not installed yet) CMake finds nvcc on PATH.
+            recipe += ["-D%s=ON" % tree["cuda_option"]]
+            recipe += ["-DCMAKE_CUDA_COMPILER=%s/bin/nvcc" % cuda_home] if cuda_home else []
+            recipe += ["-DCMAKE_CUDA_ARCHITECTURES=%s" % ";".join(archs)]
         recipe += cpu_cmake
         launcher = (["-DGGML_CCACHE=OFF", "-DLLAMA_CCACHE=OFF", "-DCMAKE_C_COMPILER_LAUNCHER=ccache",
                      "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"] if ccache else [])
@@ -241,7 +241,7 @@ def plan(tree, commit, install_dir, machine, backend="cpu", cpu_target="portable
     build_dir = os.path.join(install_dir, "builds", "%s-%s" % (commit[:12], build_id))
 
     path = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-    if cuda:
+    if cuda and cuda_home:
         path.insert(0, cuda_home.rstrip("/") + "/bin")
     if ccache and tree["build_system"] == "make":
         path.insert(0, "/usr/lib/ccache")

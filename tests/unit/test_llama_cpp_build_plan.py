@@ -159,6 +159,15 @@ def test_cuda_without_architectures_fails_naming_it(run_module):
     assert result["failed"] and "CUDA architecture" in result["msg"]
 
 
+def test_cuda_without_a_toolkit_yet_leaves_nvcc_to_the_path(plan):
+    # Check mode on a host whose toolkit the nvidia_cuda role would install.
+    make = plan(TUTORIAL, backend="cuda", cuda_architectures=["86"])
+    assert "LLAMA_CUBLAS=1" in make["commands"][0] and "CUDA_DOCKER_ARCH=sm_86" in make["commands"][0]
+    cmake = plan(CURRENT, backend="cuda", cuda_architectures=["86"])
+    assert "-DGGML_CUDA=ON" in cmake["commands"][0]
+    assert not any(a.startswith("-DCMAKE_CUDA_COMPILER=") for a in cmake["commands"][0])
+
+
 def test_not_a_checkout_fails_with_the_path(run_module, tmp_path):
     result = run_module(module, args(tmp_path))
     assert result["failed"] and str(tmp_path) in result["msg"]
