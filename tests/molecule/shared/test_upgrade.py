@@ -24,6 +24,11 @@ official openai SDK in the host's network namespace:
    re-run with nothing at all to do.
 8. the same commit with one more CMake argument: built beside the serving build (the directory is keyed
    by the build's identity), switched through the gate; the same values again: changed=0.
+9. 23 bad settings, one at a time: each refused before any change, naming the variable (or the port's
+   process, or the missing GPU); the host keeps serving.
+10. a system prompt with quotes, a newline and unicode reaches the chat app's environment exactly.
+11. a change of settings alone (an extra server argument this llama.cpp refuses) fails its gate and is
+    rolled back: the units and settings files as they were, the gate passed again.
 
 The broken commits are branches the test sources add on top of master (tests/setup/sources.py); the
 model that does not load is the tiny model cut in half (its header whole, so the preflight passes).
@@ -422,4 +427,29 @@ def test_10_a_system_prompt_with_quotes_newlines_and_unicode_reaches_the_chat_ap
     environ = host.file("/proc/%s/environ" % pid).content.split(b"\0")
     (value,) = [e.split(b"=", 1)[1] for e in environ if e.startswith(b"EDGE_LLAMA_SYSTEM_PROMPT=")]
     assert value.decode("utf-8") == prompt
+    answers(target)
+
+
+def test_11_a_change_of_settings_alone_that_fails_its_gate_is_rolled_back(host, target):  # noqa: F811
+    """Not a new build or model: only an extra server argument, which this llama.cpp refuses. The switch
+    is gated like a release; the gate fails; every unit and settings file the run replaced is put back
+    as it was, and the previous settings pass the gate again. Nothing is recorded as rejected."""
+    record_before, exe_before, model_before = serving(host)
+    run = play("11-bad-server-argument", dict(SERVING, services_llama_extra_args=["--no-such-flag"]))
+    name = appliance.name(host)
+    assert_failed_with(run, name, "%s: the new settings failed its health gate" % name,
+                       "edge-llama-server.service", "Rolled back to llama.cpp %s" % commit_of("master")[:12],
+                       "restored", "edge-llama-server.service", "which passed the gate again")
+    report = run.host(name)
+    assert report["state"] == "rolled_back", report
+    assert "/etc/systemd/system/edge-llama-server.service" in report["services_report"]["restored"], report
+    record, exe, model = serving(host)
+    assert (exe, model) == (exe_before, model_before)
+    assert record["rejected"] == record_before["rejected"], record  # no build or model was rejected
+    pid = host.check_output("systemctl show -p MainPID --value edge-llama-server.service")
+    assert "--no-such-flag" not in host.file("/proc/%s/cmdline" % pid).content_string
+    assert "--no-such-flag" not in host.file("/etc/systemd/system/edge-llama-server.service").content_string
+    # The backups were put back and removed: nothing is left beside the files.
+    leftovers = host.run("ls /etc/systemd/system/edge-llama-*~ /etc/edge-llama/*~ 2>/dev/null").stdout.strip()
+    assert leftovers == "", leftovers
     answers(target)
