@@ -418,11 +418,15 @@ def test_9_a_bad_setting_is_refused_before_any_change(host, target, request, cas
 
 def test_10_a_system_prompt_with_quotes_newlines_and_unicode_reaches_the_chat_app_exactly(host, target):  # noqa: F811
     """systemd's EnvironmentFile decodes neither JSON nor \\uXXXX escapes: the prompt is quoted the way
-    systemd reads it, and the chat app's process environment holds exactly what the inventory says."""
+    systemd reads it, and the chat app's process environment holds exactly what the inventory says.
+    The same run gives booleans and numbers as strings, as `-e key=value` does."""
     prompt = ('Say "bonjour" \u2014 r\u00e9ponds en fran\u00e7ais.\n'
               "Second line: $HOME `date` \\ back\\slash; # not a comment")
-    run = play("10-prompt", dict(SERVING, services_chat_system_prompt=prompt))
+    # Booleans and numbers as `-e` gives them: strings. "false" must not read as true.
+    as_typed = {"services_expose_on_lan": "false", "services_private_users": "true", "services_keep_releases": "2"}
+    run = play("10-prompt", dict(SERVING, services_chat_system_prompt=prompt, **as_typed))
     assert run.rc == 0, run.output[-4000:]
+    assert "EDGE_LLAMA_API_HOST=127.0.0.1" in host.file("/etc/edge-llama/openai-api.env").content_string
     pid = host.check_output("systemctl show -p MainPID --value edge-llama-chat.service")
     environ = host.file("/proc/%s/environ" % pid).content.split(b"\0")
     (value,) = [e.split(b"=", 1)[1] for e in environ if e.startswith(b"EDGE_LLAMA_SYSTEM_PROMPT=")]
