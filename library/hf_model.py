@@ -690,8 +690,10 @@ def run(module):
             remote["size"] - have, human(remote["size"] - have),
             " in %d parts" % len(segments) if split else "", endpoint or "huggingface.co", dest, room["free"])
         return result
+    # Created only now, once the place and the room are known to be right: a refused download leaves
+    # the host as it was (no empty model directory).
     if not os.path.isdir(dest):
-        raise FetchError("destination directory %s does not exist" % dest)
+        os.makedirs(dest, 0o755)
 
     lock = take_lock(dest, filename_local)
     headers = build_hf_headers(token=p["token"] or False)
