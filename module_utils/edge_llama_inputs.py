@@ -24,7 +24,7 @@ except ImportError:  # pragma: no cover
 
 TRUE = ("true", "yes", "on", "1", "y", "t")
 FALSE = ("false", "no", "off", "0", "n", "f", "")
-SECRET = re.compile(r"(password|api_key|token|secret)", re.I)
+SECRET = re.compile(r"(password|api_key|(^|_)token$|secret)", re.I)  # model_hf_token, not max_tokens
 
 SERVICE_PORTS = ("services_llama_port", "services_openai_port", "services_chat_port")
 # name: (lowest, highest or None, example)

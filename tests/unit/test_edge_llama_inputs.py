@@ -120,6 +120,10 @@ def test_the_mirror_port_must_not_collide_on_a_mirror_host():
 def test_secrets_are_never_shown():
     (problem,) = problems(services_openai_api_key=["my-secret"])
     assert problem["value"] == "(hidden)" and "my-secret" not in problem.line()
+    (problem,) = problems(model_hf_token=["hf_secret"])
+    assert problem["value"] == "(hidden)"
+    (problem,) = problems(services_chat_max_tokens=0)  # a count, not a token
+    assert problem["value"] == 0
 
 
 def test_every_problem_at_once():
