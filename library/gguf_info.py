@@ -15,6 +15,8 @@ description:
   - Reads the header and tensor table of a GGUF file (versions 1, 2 and 3), from a local I(path) or, before
     the download, from the hub with a streaming GET that stops once the tensor table is read (a few MB of a
     41 GB file; servers that ignore C(Range) are fine).
+  - A file the hub holds only in parts (C(<filename>-split-a), C(-split-b), ..., as TheBloke splits files over
+    50 GB, and as hf_model joins them) is read from its first part, which starts with the header.
   - Estimates the memory a full offload (C(-ngl) above the layer count) needs at I(context_size), and with
     I(memory_mib) tells whether that fits and the largest C(-ngl) that does.
   - "Weights: the sum of the tensor sizes, from ggml's block size and type size of each tensor's type
@@ -45,9 +47,8 @@ options:
     type: str
     default: main
   endpoint:
-    description: Hub or mirror URL.
+    description: Hub or mirror URL; empty uses C(HF_ENDPOINT) or huggingface.co, as hf_model does.
     type: str
-    default: https://huggingface.co
   token:
     description:
       - Hugging Face token for gated or private repositories. Sent only to the host of I(endpoint), never
@@ -99,6 +100,12 @@ source:
   returned: success
   type: str
   sample: https://huggingface.co/TheBloke/Llama-2-70B-chat-GGUF/resolve/main/llama-2-70b-chat.Q4_K_M.gguf
+parts:
+  description: The hub's parts of a split file, in order; empty for a local file or one the hub holds whole.
+  returned: success
+  type: list
+  elements: str
+  sample: [llama-2-70b-chat.Q6_K.gguf-split-a, llama-2-70b-chat.Q6_K.gguf-split-b]
 gguf_version: {description: GGUF format version (1 to 3)., returned: success, type: int, sample: 2}
 architecture: {description: C(general.architecture)., returned: success, type: str, sample: llama}
 name: {description: "C(general.name); null if absent.", returned: success, type: str, sample: LLaMA v2}
@@ -141,9 +148,7 @@ import struct
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 from ansible.module_utils.six.moves.http_client import HTTPException
-from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.six.moves.urllib.parse import quote, urlparse
-from ansible.module_utils.six.moves.urllib.request import HTTPRedirectHandler, Request, build_opener
+from ansible.module_utils import edge_llama_hub
 
 MIB = 1024 * 1024
 CHUNK = 64 * 1024
@@ -387,50 +392,36 @@ def estimate(hp, sizes, context_size, kv_cache_type="f16", overhead_mib=512, mem
     return result
 
 
-class NoAuthAcrossHosts(HTTPRedirectHandler):
-    """Follow redirects, but never carry the token to another host (the CDN of LFS files)."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        new = HTTPRedirectHandler.redirect_request(self, req, fp, code, msg, headers, newurl)
-        if new is not None and urlparse(newurl).netloc != urlparse(req.full_url).netloc:
-            new.remove_header("Authorization")
-        return new
-
-
-def hub_url(p):
-    parts = (quote(p["repo_id"], safe="/"), quote(p["revision"], safe=""), quote(p["filename"], safe="/"))
-    return p["endpoint"].rstrip("/") + "/%s/resolve/%s/%s" % parts
-
-
-def read_remote(p, url):
-    """Parse the header of the file at url, reading only as far as its tensor table."""
-    headers = {"User-Agent": USER_AGENT}
-    if p["token"]:
-        headers["Authorization"] = "Bearer %s" % p["token"]
+def read_remote(p):
+    """Parse the header of the file on the hub, reading only as far as its tensor table. A file the hub
+    holds in parts (-split-a, -split-b, ...) is read from its first part, which starts with the header;
+    its size is the parts' sizes together. Returns (info, url of what was read)."""
+    hub = edge_llama_hub.endpoint(p["endpoint"])
     what = "%s/%s at revision %s" % (p["repo_id"], p["filename"], p["revision"])
     try:
-        response = build_opener(NoAuthAcrossHosts).open(Request(url, headers=headers), timeout=p["timeout"])
-    except HTTPError as exc:
-        if exc.code in (401, 403):
-            advice = "the token was refused or lacks access to this gated or private repository"
-            if not p["token"]:
-                advice = "the repository is gated or private: accept its terms on the hub and set token"
-            raise GGUFError("HTTP %d for %s (%s): %s" % (exc.code, what, url, advice)) from None
-        if exc.code == 404:
-            raise GGUFError("HTTP 404 for %s (%s): check repo_id, filename and revision" % (what, url)) from None
-        raise GGUFError("HTTP %d for %s (%s)" % (exc.code, what, url)) from None
-    except (URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise GGUFError("cannot reach %s (%s): check endpoint and the network" % (p["endpoint"], reason)) from None
+        response, url, parts = edge_llama_hub.open_file(hub, p["repo_id"], p["revision"], p["filename"],
+                                                        token=p["token"], timeout=p["timeout"], user_agent=USER_AGENT)
+    except edge_llama_hub.HubError as exc:
+        raise GGUFError(edge_llama_hub.scrub(exc, p["token"])) from None
     try:
         size = response.headers.get("Content-Length") if response.getcode() == 200 else None
         info = parse(Reader(response))
         info["file_size"] = int(size) if size and size.isdigit() else None
+    except HeaderError as exc:
+        raise GGUFError("%s: %s" % (url, exc)) from None
     except (OSError, ValueError, HTTPException) as exc:  # a timeout or a reset in the middle of the header
         raise GGUFError("reading %s (%s) failed: %s" % (what, url, to_native(exc))) from None
     finally:
         response.close()  # stop the download: the tensor data is not needed
-    return info
+    info["parts"] = parts
+    if parts:
+        try:
+            sizes = edge_llama_hub.sizes_of(hub, p["repo_id"], p["revision"], parts, token=p["token"],
+                                            timeout=p["timeout"], user_agent=USER_AGENT)
+        except edge_llama_hub.HubError as exc:
+            raise GGUFError(edge_llama_hub.scrub(exc, p["token"])) from None
+        info["file_size"] = None if None in sizes else sum(sizes)
+    return info, url
 
 
 def run(module):
@@ -441,7 +432,7 @@ def run(module):
     if local:
         source = p["path"]
     elif p["repo_id"] and p["filename"]:
-        source = hub_url(p)
+        source = None
     elif p["path"]:
         raise GGUFError(
             "%s does not exist (or is not a file), and no repo_id/filename were given to read the "
@@ -455,7 +446,7 @@ def run(module):
                 info = parse(Reader(handle))
             info["file_size"] = os.path.getsize(source)
         else:
-            info = read_remote(p, source)
+            info, source = read_remote(p)
         hp = hparams(info["metadata"])
         sizes = tensor_sizes(info, info["file_size"])
     except HeaderError as exc:
@@ -471,6 +462,7 @@ def run(module):
     for key in ("architecture", "name", "file_type", "block_count", "context_length", "embedding_length"):
         result[key] = hp[key]
     result.update(head_count=hp["head_count"], head_count_kv=hp["head_count_kv"], tensor_count=len(info["tensors"]))
+    result.update(parts=info.get("parts", []))
     result.update(changed=False, source=source, gguf_version=info["version"], header_bytes=info["header_bytes"])
     result["context_size"] = p["context_size"]
     return result
@@ -483,7 +475,7 @@ def main():
             repo_id=dict(type="str"),
             filename=dict(type="str"),
             revision=dict(type="str", default="main"),
-            endpoint=dict(type="str", default="https://huggingface.co"),
+            endpoint=dict(type="str"),
             token=dict(type="str", no_log=True),
             timeout=dict(type="int", default=30),
             context_size=dict(type="int", default=4096),

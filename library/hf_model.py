@@ -177,14 +177,14 @@ import os
 import re
 import shutil
 import socket
-import tempfile
 import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.text.converters import to_native
-from ansible.module_utils.six.moves.urllib.parse import urlparse
-from ansible.module_utils.six.moves.urllib.request import Request, build_opener, HTTPRedirectHandler
+from ansible.module_utils.edge_llama_hub import endpoint as hub_endpoint, open_url, split_names
+from ansible.module_utils.edge_llama_store import (existing_ancestor, mount_point, read_json as read_state,
+                                                   write_json_atomic)
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.six.moves.http_client import HTTPException
 
@@ -198,7 +198,6 @@ except ImportError:  # pragma: no cover - reported by the module
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 STATE_DIR = ".edge-llama"
 MIB = 1024 * 1024
-MAX_PARTS = 26
 
 
 class FetchError(Exception):
@@ -228,51 +227,11 @@ def partial_path(dest, filename):
     return os.path.join(dest, "." + filename + ".partial")
 
 
-def read_state(path):
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (IOError, OSError, ValueError):
-        return None
-
-
-def write_json_atomic(path, data):
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except Exception:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def human(nbytes):
     for unit, size in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
         if nbytes >= size:
             return "%.1f %s" % (nbytes / float(size), unit)
     return "%d B" % nbytes
-
-
-def existing_ancestor(path):
-    path = os.path.abspath(path)
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
-    return path
-
-
-def mount_point(path):
-    path = os.path.realpath(existing_ancestor(path))
-    while not os.path.ismount(path):
-        path = os.path.dirname(path)
-    return path
 
 
 def record_matches(record, st, expected_sha256, remote):
@@ -287,16 +246,6 @@ def record_matches(record, st, expected_sha256, remote):
         return record.get("sha256") == expected_sha256
     # Without a checksum, trust the record while the hub still names the same object.
     return bool(remote.get("etag")) and record.get("etag") == remote["etag"]
-
-
-class _NoAuthAcrossHosts(HTTPRedirectHandler):
-    """Follow redirects, but never carry the token to another host (a CDN)."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        new = HTTPRedirectHandler.redirect_request(self, req, fp, code, msg, headers, newurl)
-        if new is not None and urlparse(newurl).netloc != urlparse(req.full_url).netloc:
-            new.remove_header("Authorization")
-        return new
 
 
 class Progress:
@@ -331,11 +280,6 @@ class Progress:
             self.log(self.line(done, now))
             self.write(done, now)
             self.last = now
-
-
-def open_url(url, headers, timeout):
-    opener = build_opener(_NoAuthAcrossHosts)
-    return opener.open(Request(url, headers=headers), timeout=timeout)
 
 
 def download(module, segments, headers, partial, chunk_size, timeout, progress):
@@ -487,7 +431,7 @@ def is_not_found(exc):
 def resolve_all(module, endpoint):
     """The segments that make up the file: itself, the parts asked for, or the -split-X parts found."""
     p = module.params
-    where = "%s at %s on %s" % (p["repo_id"], p["revision"], endpoint or "huggingface.co")
+    where = "%s at %s on %s" % (p["repo_id"], p["revision"], endpoint)
 
     def describe(exc):
         return to_native(exc).replace(p["token"] or "\0", "***")
@@ -503,8 +447,7 @@ def resolve_all(module, endpoint):
         if p["parts"] or not is_not_found(exc):
             raise FetchError("cannot resolve %s in %s: %s" % (names[len(segments)], where, describe(exc))) from None
         # Not on the hub as one file: look for TheBloke's -split-a, -split-b, ...
-        for letter in "abcdefghijklmnopqrstuvwxyz"[:MAX_PARTS]:
-            name = "%s-split-%s" % (p["filename"], letter)
+        for name in split_names(p["filename"]):
             try:
                 segments.append(resolve(module, endpoint, name))
             except Exception as exc2:
@@ -626,7 +569,7 @@ def run(module):
     if p["src"]:
         return install_src(module, result, path, spath, expected_pin, record)
 
-    endpoint = p["endpoint"] or os.environ.get("HF_ENDPOINT") or None
+    endpoint = hub_endpoint(p["endpoint"])
     segments = resolve_all(module, endpoint)
     split = len(segments) > 1 or segments[0]["name"] != filename
     etag = ",".join(seg["etag"] for seg in segments)
@@ -688,7 +631,7 @@ def run(module):
     if module.check_mode:
         result["msg"] = "would download %d bytes (%s)%s from %s into %s (%d bytes free)" % (
             remote["size"] - have, human(remote["size"] - have),
-            " in %d parts" % len(segments) if split else "", endpoint or "huggingface.co", dest, room["free"])
+            " in %d parts" % len(segments) if split else "", endpoint, dest, room["free"])
         return result
     # Created only now, once the place and the room are known to be right: a refused download leaves
     # the host as it was (no empty model directory).

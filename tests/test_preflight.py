@@ -29,8 +29,11 @@ REPO_ID, FILENAME = "TheBloke/Llama-2-70B-chat-GGUF", "llama-2-70b-chat.Q4_K_M.g
 NVCC = "Cuda compilation tools, release %s, V%s\n"
 
 
-def header_only_70b(path):
+def header_only_70b(path, q6k_only=False):
+    """q6k_only: the layout of TheBloke's Q6_K file (every matrix Q6_K), which the hub holds in two parts."""
     q4k, q6k, f32 = gguf.GGMLQuantizationType.Q4_K, gguf.GGMLQuantizationType.Q6_K, gguf.GGMLQuantizationType.F32
+    if q6k_only:
+        q4k = q6k
     size = {q4k: (256, 144), q6k: (256, 210), f32: (1, 4)}
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name("LLaMA v2")
@@ -40,7 +43,7 @@ def header_only_70b(path):
     writer.add_feed_forward_length(28672)
     writer.add_head_count(64)
     writer.add_head_count_kv(8)
-    writer.add_file_type(15)  # MOSTLY_Q4_K_M
+    writer.add_file_type(18 if q6k_only else 15)  # MOSTLY_Q6_K, MOSTLY_Q4_K_M
     writer.add_token_list(["<unk>", "<s>", "</s>"] + ["tok%d" % i for i in range(31997)])
 
     def tensor(name, shape, kind):
@@ -73,10 +76,19 @@ def header_only_70b(path):
     return path.read_bytes()
 
 
+SPLIT_FILENAME = "llama-2-70b-chat.Q6_K.gguf"
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     data = header_only_70b(tmp_path_factory.mktemp("gguf") / FILENAME)
-    with Hub({(REPO_ID, FILENAME): data}) as server:
+    # Over 50 GB, so the hub has it only as two parts, no file of that name (as TheBloke's repository).
+    # The first part holds the header and the first of the tensor data (here: zeros), the second the rest.
+    split = header_only_70b(tmp_path_factory.mktemp("gguf") / SPLIT_FILENAME, q6k_only=True) + bytes(1 << 20)
+    cut = len(split) - (1 << 19)
+    files = {(REPO_ID, FILENAME): data, (REPO_ID, SPLIT_FILENAME + "-split-a"): split[:cut],
+             (REPO_ID, SPLIT_FILENAME + "-split-b"): split[cut:]}
+    with Hub(files) as server:
         yield server
 
 
@@ -206,6 +218,19 @@ def test_partial_offload_runs_the_largest_ngl_that_fits(tmp_path, hub):
     layers = verdict["n_gpu_layers"]
     # Each layer is ~490 MiB of weights plus 16 MiB of KV cache: 29684 MiB holds 57 or so, not 80.
     assert 50 <= layers <= 60, verdict
+
+
+def test_a_model_the_hub_holds_in_parts_is_estimated_before_the_download(tmp_path, hub):
+    """Q6_K 70B (about 53 GB of weights) exists on the hub only as -split-a and -split-b; the preflight
+    reads its header from the first part and refuses it on an A6000 with the numbers, before any change."""
+    proc, out, changed = run_fleet(tmp_path, hub, {"orin-a": A6000}, preflight_model_filename=SPLIT_FILENAME)
+    assert proc.returncode != 0 and changed == [], out
+    assert "HTTP 404" not in out, out
+    flat = " ".join(out.split())
+    assert "orin-a: %s needs about" % SPLIT_FILENAME in flat and "but the GPUs have 45556 MiB" in flat, out
+    needed = int(flat.split("%s needs about " % SPLIT_FILENAME)[1].split(" ")[0])
+    assert 52000 < needed < 56000, needed  # 80 layers of Q6_K at 8192/28672 plus 1280 MiB KV and 512 MiB
+    assert "preflight_partial_offload: true to run" in flat
 
 
 def test_toolkit_newer_than_the_driver_is_refused(tmp_path, hub):

@@ -549,3 +549,32 @@ def test_local_file_wins_over_the_hub(tiny, run_module):
     )
     assert not result.get("failed"), result
     assert result["source"] == str(tiny.path)
+
+
+def test_a_model_the_hub_holds_in_parts_is_read_from_its_first_part(tiny, run_module):
+    """TheBloke splits files over 50 GB (Llama-2-70B Q6_K and Q8_0) into <file>-split-a, -split-b; the
+    hub has no <file> at all. hf_model joins the parts; the preflight reads the header before that, from
+    the first part, and sizes the file by all of them."""
+    data = tiny.data
+    cut = len(data) // 2
+    parts = {(REPO_ID, NAME + "-split-a"): data[:cut], (REPO_ID, NAME + "-split-b"): data[cut:]}
+    with Hub(parts) as hub:
+        result = run_module(module, {"repo_id": REPO_ID, "filename": NAME, "endpoint": hub.url, "token": "hf_t"})
+    assert not result.get("failed"), result
+    assert result["parts"] == [NAME + "-split-a", NAME + "-split-b"]
+    assert result["source"] == "%s/%s/resolve/main/%s-split-a" % (hub.url, REPO_ID, NAME)
+    assert result["weights_bytes"] == tiny.weights
+    paths = [(method, path.rsplit("/", 1)[1]) for method, path, _, _ in hub.requests]
+    assert paths[:2] == [("GET", NAME), ("GET", NAME + "-split-a")]  # the whole file first: a 404
+    assert ("HEAD", NAME + "-split-c") in paths  # asked until one is missing
+    assert all(auth == "Bearer hf_t" for _, _, _, auth in hub.requests)
+
+
+def test_hf_endpoint_names_the_mirror_when_no_endpoint_is_given(tiny, run_module, monkeypatch):
+    """As hf_model and huggingface_hub do: a site mirror set by HF_ENDPOINT is where the header comes from."""
+    with Hub({(REPO_ID, NAME): tiny.data}) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        result = run_module(module, {"repo_id": REPO_ID, "filename": NAME})
+        assert not result.get("failed"), result
+        assert result["source"].startswith(hub.url + "/") and result["parts"] == []
+        assert len(hub.requests) == 1
