@@ -24,8 +24,9 @@ official openai SDK in the host's network namespace:
    re-run with nothing at all to do.
 8. the same commit with one more CMake argument: built beside the serving build (the directory is keyed
    by the build's identity), switched through the gate; the same values again: changed=0.
-9. 23 bad settings, one at a time: each refused before any change, naming the variable (or the port's
-   process, or the missing GPU); the host keeps serving.
+9. 23 bad settings in 5 runs (the 18 that only read the settings together, each named on its own line):
+   each refused before any change, naming the variable (or the port's process, or the missing GPU); the
+   host keeps serving.
 10. a system prompt with quotes, a newline and unicode reaches the chat app's environment exactly.
 11. a change of settings alone (an extra server argument this llama.cpp refuses) fails its gate and is
     rolled back: the units and settings files as they were, the gate passed again.
@@ -353,36 +354,54 @@ FOREIGN_PORT = 18099
 
 # (case, extra vars, what the failure must say). Each is refused before any change, naming the variable
 # (or the port, process or device); the host keeps serving. The values are given as a user types them.
+# The check names every problem of a run at once, so the cases that read only the settings share a run
+# (one line each in the same failure); those that need the host (a port another process holds, a GPU
+# that is not there) or that would hide each other (two port clashes, two values of one variable) run
+# alone. The rules one by one: tests/unit/test_edge_llama_inputs.py.
 BAD_INPUTS = [
-    ("port-not-a-number", {"services_openai_port": "abc"}, ["services_openai_port = 'abc': not a whole number"]),
-    ("port-out-of-range", {"services_llama_port": 70000}, ["services_llama_port = 70000: out of range (1 to 65535)"]),
-    ("two-services-one-port", {"services_chat_port": 8080},
-     ["services_llama_port and services_chat_port = 8080: both 8080"]),
-    ("endpoint-on-the-chat-port", {"services_openai_port": "7860"},
-     ["services_openai_port and services_chat_port", "both 7860"]),
-    ("port-held-by-another-process", {"services_openai_port": FOREIGN_PORT},
-     ["services_openai_port: port %d is held by pid" % FOREIGN_PORT, "http.server", "Nothing was changed"]),
-    ("ctx-size-zero", {"services_llama_ctx_size": 0}, ["services_llama_ctx_size = 0: out of range (64 to 1048576)"]),
-    ("keep-releases-zero", {"services_keep_releases": "0"}, ["services_keep_releases = '0': out of range (1 to 100)"]),
-    ("max-tokens-zero", {"services_chat_max_tokens": 0}, ["services_chat_max_tokens = 0: out of range"]),
-    ("temperature-not-a-number", {"services_chat_temperature": "hot"}, ["services_chat_temperature = 'hot'"]),
-    ("negative-gpu-layers", {"services_llama_n_gpu_layers": -1}, ["services_llama_n_gpu_layers = -1"]),
-    ("ready-timeout-zero", {"services_ready_timeout": 0}, ["services_ready_timeout = 0"]),
-    ("smoke-timeout-not-a-number", {"llama_cpp_smoke_timeout": "soon"}, ["llama_cpp_smoke_timeout = 'soon'"]),
-    ("lan-switch-not-a-boolean", {"services_expose_on_lan": "maybe"},
-     ["services_expose_on_lan = 'maybe': not a boolean (true or false)"]),
-    ("lan-address-not-an-address", {"services_lan_address": "my lan"}, ["services_lan_address = 'my lan'"]),
-    ("model-file-is-a-path", {"model_filename": "../../etc/passwd"},
-     ["model_filename = '../../etc/passwd': a file name, not a path"]),
-    ("model-file-dot-dot", {"model_filename": ".."}, ["model_filename = '..'"]),
-    ("repo-id-with-spaces", {"model_repo_id": "the bloke/llama 2"}, ["model_repo_id = 'the bloke/llama 2'"]),
-    ("sha256-not-hex", {"model_sha256": "xyz"}, ["model_sha256 = 'xyz': not 64 hex digits"]),
-    ("commit-not-a-ref", {"llama_cpp_version": "master..HEAD"}, ["llama_cpp_version = 'master..HEAD'"]),
-    ("repo-url-bad-scheme", {"llama_cpp_repo_url": "ftp://mirror/llama.cpp"}, ["llama_cpp_repo_url = 'ftp://mirror"]),
-    ("hub-endpoint-no-scheme", {"model_hf_endpoint": "huggingface.co"}, ["model_hf_endpoint = 'huggingface.co'"]),
-    ("cpu-target-unknown", {"llama_cpp_cpu_target": "fast"}, ["llama_cpp_cpu_target = 'fast': not one of"]),
-    ("cuda-without-a-gpu", {"llama_cpp_backend": "cuda"},
-     ["llama_cpp_backend is cuda but this host has no NVIDIA GPU", "Nothing was installed"]),
+    ("settings", [
+        ("port-not-a-number", {"services_openai_port": "abc"}, ["services_openai_port = 'abc': not a whole number"]),
+        ("port-out-of-range", {"services_llama_port": 70000},
+         ["services_llama_port = 70000: out of range (1 to 65535)"]),
+        ("ctx-size-zero", {"services_llama_ctx_size": 0},
+         ["services_llama_ctx_size = 0: out of range (64 to 1048576)"]),
+        ("keep-releases-zero", {"services_keep_releases": "0"},
+         ["services_keep_releases = '0': out of range (1 to 100)"]),
+        ("max-tokens-zero", {"services_chat_max_tokens": 0}, ["services_chat_max_tokens = 0: out of range"]),
+        ("temperature-not-a-number", {"services_chat_temperature": "hot"}, ["services_chat_temperature = 'hot'"]),
+        ("negative-gpu-layers", {"services_llama_n_gpu_layers": -1}, ["services_llama_n_gpu_layers = -1"]),
+        ("ready-timeout-zero", {"services_ready_timeout": 0}, ["services_ready_timeout = 0"]),
+        ("smoke-timeout-not-a-number", {"llama_cpp_smoke_timeout": "soon"}, ["llama_cpp_smoke_timeout = 'soon'"]),
+        ("lan-switch-not-a-boolean", {"services_expose_on_lan": "maybe"},
+         ["services_expose_on_lan = 'maybe': not a boolean (true or false)"]),
+        ("lan-address-not-an-address", {"services_lan_address": "my lan"}, ["services_lan_address = 'my lan'"]),
+        ("model-file-is-a-path", {"model_filename": "../../etc/passwd"},
+         ["model_filename = '../../etc/passwd': a file name, not a path"]),
+        ("repo-id-with-spaces", {"model_repo_id": "the bloke/llama 2"}, ["model_repo_id = 'the bloke/llama 2'"]),
+        ("sha256-not-hex", {"model_sha256": "xyz"}, ["model_sha256 = 'xyz': not 64 hex digits"]),
+        ("commit-not-a-ref", {"llama_cpp_version": "master..HEAD"}, ["llama_cpp_version = 'master..HEAD'"]),
+        ("repo-url-bad-scheme", {"llama_cpp_repo_url": "ftp://mirror/llama.cpp"},
+         ["llama_cpp_repo_url = 'ftp://mirror"]),
+        ("hub-endpoint-no-scheme", {"model_hf_endpoint": "huggingface.co"}, ["model_hf_endpoint = 'huggingface.co'"]),
+        ("cpu-target-unknown", {"llama_cpp_cpu_target": "fast"}, ["llama_cpp_cpu_target = 'fast': not one of"]),
+    ]),
+    ("two-services-one-port", [
+        ("two-services-one-port", {"services_chat_port": 8080},
+         ["services_llama_port and services_chat_port = 8080: both 8080"]),
+        ("model-file-dot-dot", {"model_filename": ".."}, ["model_filename = '..'"]),
+    ]),
+    ("endpoint-on-the-chat-port", [
+        ("endpoint-on-the-chat-port", {"services_openai_port": "7860"},
+         ["services_openai_port and services_chat_port", "both 7860"]),
+    ]),
+    ("port-held-by-another-process", [
+        ("port-held-by-another-process", {"services_openai_port": FOREIGN_PORT},
+         ["services_openai_port: port %d is held by pid" % FOREIGN_PORT, "http.server", "Nothing was changed"]),
+    ]),
+    ("cuda-without-a-gpu", [
+        ("cuda-without-a-gpu", {"llama_cpp_backend": "cuda"},
+         ["llama_cpp_backend is cuda but this host has no NVIDIA GPU", "Nothing was installed"]),
+    ]),
 ]
 
 
@@ -398,20 +417,25 @@ def foreign_listener(host):
     host.run("pkill -f 'http.server %d'" % FOREIGN_PORT)
 
 
-@pytest.mark.parametrize("case,extra,needles", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
-def test_9_a_bad_setting_is_refused_before_any_change(host, target, request, case, extra, needles):  # noqa: F811
-    if case == "port-held-by-another-process":
+@pytest.mark.parametrize("group,cases", BAD_INPUTS, ids=[g[0] for g in BAD_INPUTS])
+def test_9_a_bad_setting_is_refused_before_any_change(host, target, request, group, cases):  # noqa: F811
+    if group == "port-held-by-another-process":
         request.getfixturevalue("foreign_listener")
+    extra = {}
+    for _, values, _ in cases:
+        assert not set(values) & set(extra), "two values of one variable in a run: %s" % group
+        extra.update(values)
     pid_before = host.check_output("systemctl show -p MainPID --value edge-llama-server.service")
-    run = play("9-bad-" + case, dict(SERVING, **extra))
+    run = play("9-bad-" + group, dict(SERVING, **extra))
     name = appliance.name(host)
     assert run.rc != 0, run.output[-3000:]
     assert "Traceback" not in run.output, run.output[-3000:]
     assert run.recap(name)["changed"] == 0, run.output[-3000:]
-    for needle in needles:
-        assert needle in run.output, "%r not in:\n%s" % (needle, run.output[-3000:])
+    missing = ["%s: %r" % (case, needle) for case, _, needles in cases for needle in needles
+               if needle not in run.output]
+    assert not missing, "not in the failure output: %s\n%s" % (missing, run.output[-6000:])
     assert host.check_output("systemctl show -p MainPID --value edge-llama-server.service") == pid_before
-    if case == "cuda-without-a-gpu":
+    if group == "cuda-without-a-gpu":
         assert host.run("dpkg -l | grep -i -E 'nvidia|cuda'").stdout.strip() == ""  # nothing installed
     answers(target)
 
