@@ -108,7 +108,8 @@ def open_file(hub, repo_id, revision, filename, token=None, timeout=30, user_age
             response = open_url(first_url, request_headers, timeout, method)
         except HTTPError as exc2:
             if exc2.code == 404:
-                raise HubError("%s (and there is no %s either)" % (http_problem(404, what, url, token), first)) from None
+                missing = http_problem(404, what, url, token)
+                raise HubError("%s (and there is no %s either)" % (missing, first)) from None
             raise HubError(http_problem(exc2.code, "%s/%s at revision %s" % (repo_id, first, revision),
                                         first_url, token)) from None
         except (URLError, OSError) as exc2:
