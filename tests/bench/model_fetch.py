@@ -31,6 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 MODULE = REPO / "library" / "hf_model.py"
 REPO_ID = "edge-llama-bench/model-GGUF"
@@ -477,4 +480,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(benchlib.run_recorded('model_fetch', 'Model download: hf_model against curl', main))

@@ -47,6 +47,9 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
+
 GOAL = 0.95
 APPLIANCE_APP = Path("/opt/edge-llama/apps/openai_api.py")
 DEFAULT_PROMPT = "Write a short story about a robot who learns to paint."
@@ -572,4 +575,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(benchlib.run_recorded('openai_overhead', 'What the OpenAI endpoint costs', main))

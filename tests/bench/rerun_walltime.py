@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
 from benchlib import Failure, ansible_playbook, playbook_path  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -162,4 +163,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(benchlib.run_recorded('rerun_walltime', 'Re-run wall time', main))

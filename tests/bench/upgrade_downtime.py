@@ -53,6 +53,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
 from benchlib import Failure, ansible_playbook, playbook_path  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -579,4 +580,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(benchlib.run_recorded('upgrade_downtime', 'Downtime during an upgrade', main))
