@@ -4,7 +4,9 @@ Every role input must be in both defaults/main.yml and meta/argument_specs.yml (
 prometheus-community habit), so a typo in an inventory fails before anything changes.
 """
 
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,7 +41,26 @@ def test_yamllint():
 
 
 def test_ruff():
-    run("ruff", "check", "library", "module_utils", "action_plugins", "callback_plugins", "tests", "roles")
+    run("ruff", "check", "library", "module_utils", "action_plugins", "callback_plugins", "filter_plugins",
+        "tests", "roles", "tools")
+
+
+def test_variable_reference_is_current():
+    """docs/variables.md is written from the argument specs; a spec changed without it fails here."""
+    out = run(sys.executable, "tools/variables_reference.py", "--check")
+    assert "is current" in out
+
+
+def test_readme_is_short_with_a_table_of_contents():
+    """What a user needs first; the depth lives in docs/, one file per topic, each linked from it."""
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.encode("utf-8")) <= 10 * 1024, len(readme.encode("utf-8"))
+    assert "## Contents" in readme
+    for doc in sorted((REPO / "docs").glob("*.md")):
+        if doc.name != "CONVENTIONS.md":
+            assert "docs/%s" % doc.name in readme, "README does not link docs/%s" % doc.name
+    for target in re.findall(r"\]\((docs/[^)#]+)", readme):
+        assert (REPO / target).exists(), target
 
 
 @pytest.mark.parametrize("role", ROLES)
