@@ -167,6 +167,16 @@ verified:
   description: How the file present was trusted (C(record), C(hash), C(download), C(src)).
   returned: always
   type: str
+artifacts:
+  description:
+    - The paths the model consists of on the host (the file and its download record), so that removing the
+      model later takes exactly these and builds no path of its own.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - /media/m2/models/llama-2-70b-chat.Q4_K_M.gguf
+    - /media/m2/models/.edge-llama/llama-2-70b-chat.Q4_K_M.gguf.json
 """
 
 import errno
@@ -564,8 +574,9 @@ def run(module):
         raise FetchError("sha256 must be 64 hexadecimal characters, got %r" % p["sha256"])
     spath = state_path(dest, filename_local)
     record = read_state(spath)
+    # What the model consists of on the host, for whoever removes it later (the release's pruning).
     result = dict(changed=False, path=path, size=None, sha256=expected_pin or "", commit="", downloaded_bytes=0,
-                  resumed_from=0, verified="", parts=[])
+                  resumed_from=0, verified="", parts=[], artifacts=[path, spath])
     if p["src"]:
         return install_src(module, result, path, spath, expected_pin, record)
 

@@ -121,6 +121,16 @@ build_dir:
   returned: success
   type: str
   sample: /opt/edge-llama/llama.cpp/builds/e519621010ca-3f1c2b9d0a7e
+artifacts:
+  description: The paths this build consists of (its directory), for the release's pruning.
+  returned: success
+  type: list
+  elements: str
+artifact_root:
+  description: The directory whose every entry is a build (C(install_dir)/builds).
+  returned: success
+  type: str
+  sample: /opt/edge-llama/llama.cpp/builds
 build_id:
   description: The first 12 hex digits of the SHA-256 of I(identity).
   returned: success

@@ -250,6 +250,10 @@ def plan(tree, commit, install_dir, machine, backend="cpu", cpu_target="portable
     return {
         "build_id": build_id,
         "build_dir": build_dir,
+        # What a build consists of, and the directory whose every entry is a build (the release's
+        # pruning removes the entries no kept release uses: failed and rejected builds too).
+        "artifacts": [build_dir],
+        "artifact_root": os.path.join(install_dir, "builds"),
         "server_binary": os.path.join(build_dir, tree["server_binary"]),
         "identity": identity,
         "cpu_build": kind,

@@ -40,6 +40,8 @@ def test_fresh_download_is_verified_and_recorded(tmp_path, hub, run_module):
     assert not (tmp_path / ("." + NAME + ".partial")).exists()
     record = json.loads((tmp_path / ".edge-llama" / (NAME + ".json")).read_text())
     assert record["sha256"] == SHA and record["size"] == len(DATA)
+    # What the model consists of, for the release's pruning: the file and its record, nothing else.
+    assert result["artifacts"] == [str(tmp_path / NAME), str(tmp_path / ".edge-llama" / (NAME + ".json"))]
 
 
 def test_rerun_trusts_the_record_and_transfers_nothing(tmp_path, hub, run_module):

@@ -112,6 +112,9 @@ def test_build_dir_is_keyed_by_commit_and_identity(plan):
     assert result["build_dir"] == "/opt/edge-llama/llama.cpp/builds/%s-%s" % (COMMIT[:12], result["build_id"])
     assert len(result["build_id"]) == 12
     assert plan(CURRENT)["build_dir"] == result["build_dir"]  # same inputs, same directory
+    # The build is its directory; every entry of the builds directory is some build (the release prunes it).
+    assert result["artifacts"] == [result["build_dir"]]
+    assert result["artifact_root"] == "/opt/edge-llama/llama.cpp/builds"
 
 
 # Each changes the binary, so each must build beside the serving one.
