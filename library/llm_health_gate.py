@@ -201,6 +201,7 @@ from urllib import error as urllib_error
 from urllib import request as urllib_request
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.edge_llama_text import int_or_none, one_line
 from ansible.module_utils.edge_llama_ports import holders
 
 PROPERTIES = ("LoadState", "ActiveState", "SubState", "NRestarts", "ExecMainStatus", "ExecMainCode", "MainPID",
@@ -281,7 +282,7 @@ class Gate(object):
             result[unit] = {
                 "active_state": state.get("ActiveState"),
                 "sub_state": state.get("SubState"),
-                "n_restarts": _int_or_none(state.get("NRestarts")),
+                "n_restarts": int_or_none(state.get("NRestarts")),
             }
         return result
 
@@ -340,7 +341,7 @@ class Gate(object):
                 self.module.warn("Cannot read the state of %s (%s): not watching it." % (unit, error))
                 continue
             self.states[unit] = state
-            self.initial_restarts[unit] = _int_or_none(state.get("NRestarts"))
+            self.initial_restarts[unit] = int_or_none(state.get("NRestarts"))
             watched.append(unit)
         self.units = watched
 
@@ -473,7 +474,7 @@ class Gate(object):
             content = message.get("content")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             self.fail("bad_answer", "%s answered 200 but not with a chat completion: %s"
-                      % (url, _one_line(text)[:TEXT_LIMIT] or "an empty body"), self.all_journals())
+                      % (url, one_line(text)[:TEXT_LIMIT] or "an empty body"), self.all_journals())
         if not isinstance(content, str) or not content.strip():
             why = "empty answer"
             if message.get("reasoning_content"):
@@ -481,7 +482,7 @@ class Gate(object):
             self.fail("bad_answer", "%s gave an %s to %r (finish_reason: %s)."
                       % (url, why, params["prompt"], choice.get("finish_reason")), self.all_journals())
         usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
-        tokens = _int_or_none(usage.get("completion_tokens"))
+        tokens = int_or_none(usage.get("completion_tokens"))
         if tokens is None:
             tokens = len(content.split())
         return {
@@ -567,15 +568,6 @@ class ProbeError(Exception):
     pass
 
 
-def _int_or_none(value):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _one_line(text):
-    return " ".join((text or "").split())
 
 
 def error_detail(text):
@@ -588,19 +580,19 @@ def _error_detail(text):
     try:
         payload = json.loads(text)
     except ValueError:
-        return _one_line(text)[:TEXT_LIMIT]
+        return one_line(text)[:TEXT_LIMIT]
     if isinstance(payload, dict):
         error = payload.get("error")
         if isinstance(error, dict) and error.get("message"):
-            return _one_line(str(error["message"]))[:TEXT_LIMIT]
+            return one_line(str(error["message"]))[:TEXT_LIMIT]
         if isinstance(error, str) and error:
-            return _one_line(error)[:TEXT_LIMIT]
+            return one_line(error)[:TEXT_LIMIT]
         if payload.get("detail"):
-            return _one_line(str(payload["detail"]))[:TEXT_LIMIT]
+            return one_line(str(payload["detail"]))[:TEXT_LIMIT]
         if payload.get("status") and payload.get("status") != "ok":
-            return _one_line(str(payload["status"]))[:TEXT_LIMIT]
+            return one_line(str(payload["status"]))[:TEXT_LIMIT]
         return ""
-    return _one_line(text)[:TEXT_LIMIT]
+    return one_line(text)[:TEXT_LIMIT]
 
 
 def describe_connection_error(reason, timeout):
@@ -626,7 +618,7 @@ def unit_problem(state, initial_restarts):
         return "failed"
     if state.get("SubState") == "auto-restart":
         return "auto-restart"
-    now = _int_or_none(state.get("NRestarts"))
+    now = int_or_none(state.get("NRestarts"))
     if initial_restarts is not None and now is not None and now > initial_restarts:
         return "restarted"
     if state.get("ActiveState") == "inactive":
@@ -636,8 +628,8 @@ def unit_problem(state, initial_restarts):
 
 def describe_exit(state):
     """How the unit's main process ended, in words, or None when systemd does not say."""
-    code = _int_or_none(state.get("ExecMainCode"))
-    status = _int_or_none(state.get("ExecMainStatus"))
+    code = int_or_none(state.get("ExecMainCode"))
+    status = int_or_none(state.get("ExecMainStatus"))
     result = state.get("Result")
     if result == "oom-kill":
         return "killed by the out-of-memory killer"
@@ -672,7 +664,7 @@ def describe(unit, state, initial_restarts):
     running_again = state.get("SubState") == "running"
     if exit_text and not running_again:
         details.append(exit_text)
-    now = _int_or_none(state.get("NRestarts"))
+    now = int_or_none(state.get("NRestarts"))
     grew = now - initial_restarts if now is not None and initial_restarts is not None else 0
     if grew > 0:
         details.append("restarted %d time(s) by systemd" % grew)

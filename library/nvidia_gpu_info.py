@@ -174,6 +174,7 @@ import platform as _platform
 import re
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.edge_llama_text import int_or_none
 
 QUERY_FIELDS = ["index", "name", "uuid", "compute_cap", "memory.total", "memory.used", "memory.free", "driver_version"]
 
@@ -255,12 +256,6 @@ def min_driver_for(cuda_version):
     return best
 
 
-def _int_or_none(value):
-    try:
-        return int(float(value))
-    except (TypeError, ValueError):
-        return None
-
 
 def parse_query(text, fields):
     """Parse `--format=csv,noheader,nounits` output for the given fields into GPU dicts."""
@@ -283,18 +278,18 @@ def parse_query(text, fields):
             capability = compute_capability_from_name(row.get("name"))
             source = "name table" if capability else None
         name = row.get("name") or ""
-        total = _int_or_none(row.get("memory.total"))
+        total = int_or_none(row.get("memory.total"))
         gpus.append(
             {
-                "index": _int_or_none(row.get("index")),
+                "index": int_or_none(row.get("index")),
                 "name": name,
                 "uuid": row.get("uuid"),
                 "compute_capability": capability,
                 "compute_capability_source": source,
                 "cuda_architecture": capability.replace(".", "") if capability else None,
                 "memory_total_mib": total,
-                "memory_used_mib": _int_or_none(row.get("memory.used")),
-                "memory_free_mib": _int_or_none(row.get("memory.free")),
+                "memory_used_mib": int_or_none(row.get("memory.used")),
+                "memory_free_mib": int_or_none(row.get("memory.free")),
                 "driver_version": row.get("driver_version"),
                 # Orin's GPU shares the SoC's memory: nvidia-smi calls it "Orin (nvgpu)" and has no memory figures.
                 "integrated": "nvgpu" in name.lower() or (total is None and name.startswith("Orin")),

@@ -50,3 +50,9 @@ def test_mount_point_info_reports_without_creating(run_module, tmp_path):
     assert not wanted.exists()
     proc = run_module(module, {"path": "/proc/self"})
     assert proc["mount_point"] == "/proc"
+
+
+def test_small_parsers():
+    from ansible.module_utils.edge_llama_text import int_or_none, one_line
+    assert [int_or_none(v) for v in ("46068", "46068.0", 12, "[N/A]", "", None)] == [46068, 46068, 12, None, None, None]
+    assert one_line("a\n  b\tc ") == "a b c" and one_line(None) == ""
