@@ -41,7 +41,8 @@ description:
   - The data comes from the facts the roles set with ansible.builtin.set_fact - C(llama_cpp_report),
     C(model_report) and C(services_report) - plus the hosts' failed and unreachable results.
   - In check mode it also prints a drift report - per host, what a real run would change, grouped as
-    commit, model, units, packages and other.
+    commit, model, units, packages, release (the record edge_llama_release would write and the builds and
+    models it would remove) and other.
   - The same data can be written as JSON to O(summary_json).
 version_added: "1.0.0"
 requirements:
@@ -67,7 +68,7 @@ COMMIT_CHARS = 12
 PACKAGE_ACTIONS = {"apt", "package", "pip", "dnf", "dnf5", "yum"}
 FILE_ACTIONS = {"template", "copy"}
 UNIT_ACTIONS = {"systemd", "systemd_service", "service"}
-CATEGORIES = ("commit", "model", "units", "packages", "other")
+CATEGORIES = ("commit", "model", "units", "packages", "release", "other")
 SYSTEMD_DIR = re.compile(r"(?:^|/)etc/systemd/system/")
 # apt's check-mode diff ("prepared"): the indented lines after "The following ... packages will be ...:"
 APT_LIST_HEADER = re.compile(r"^The following (?:NEW |additional )?packages will be (?:installed|upgraded)")
@@ -133,6 +134,12 @@ def categorise(action, role, args, result, task_name):
     action = short_action(action)
     args = _clean_args(args)
     result = result or {}
+    if action == "edge_llama_release":
+        # The release owner's own answer: the release it would record, the paths it would remove.
+        wanted = result.get("wanted") or {}
+        items = ["record %s with %s" % (_commit(wanted.get("commit")) or "?",
+                                        _model_file(wanted.get("model_path")) or "?")]
+        return "release", items + ["remove %s" % path for path in result.get("removed") or []]
     if role == "llama_cpp":
         return "commit", [task_name]
     if role == "model":

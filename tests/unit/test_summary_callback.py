@@ -432,6 +432,10 @@ def test_check_mode_without_changes_says_no_drift(work):
     ("ansible.builtin.apt", "llama_cpp", {"name": "cmake"}, {}, ("commit", ["Install"])),
     ("ansible.builtin.get_url", "model", {}, {}, ("model", ["Install"])),
     ("ansible.builtin.command", None, {}, {}, ("other", ["Install"])),
+    ("edge_llama_release", "services", {"state": "committed"},
+     {"wanted": {"commit": COMMIT_NEW, "model_path": "/media/m2/models/" + MODEL},
+      "removed": ["/opt/edge-llama/llama.cpp/builds/old"]},
+     ("release", ["record %s with %s" % (COMMIT_NEW[:12], MODEL), "remove /opt/edge-llama/llama.cpp/builds/old"])),
 ])
 def test_categorise(action, role, args, result, expected):
     assert summary_cb.categorise(action, role, args, result, "Install") == expected
