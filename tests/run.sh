@@ -27,12 +27,13 @@ suite_s=$(( $(date +%s) - start ))
 # The closing line counts the tests (from pytest's JUnit XML) and says how long the whole suite took;
 # the same figures go to tests/artifacts/suite-times.json for tests/bench/suite_times.py.
 python - "$setup_s" "$suite_s" "$rc" <<'EOF' || echo "edge-llama: whole suite took $suite_s s (exit $rc)"
-import json, sys, xml.etree.ElementTree as ET
+import json, subprocess, sys, xml.etree.ElementTree as ET
 suite = ET.parse("tests/artifacts/junit.xml").getroot().find("testsuite")
 tests, skipped = int(suite.get("tests")), int(suite.get("skipped"))
 failed = int(suite.get("failures")) + int(suite.get("errors"))
+commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
 json.dump({"setup_s": int(sys.argv[1]), "suite_s": int(sys.argv[2]), "tests": tests, "failed": failed,
-           "skipped": skipped}, open("tests/artifacts/suite-times.json", "w"))
+           "skipped": skipped, "commit": commit}, open("tests/artifacts/suite-times.json", "w"))
 print("edge-llama: %d tests: %d passed, %d failed, %d skipped; whole suite %s s (exit %s)"
       % (tests, tests - failed - skipped, failed, skipped, sys.argv[2], sys.argv[3]))
 EOF

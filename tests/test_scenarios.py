@@ -4,6 +4,7 @@ Slow: each builds llama.cpp on real test hosts (podman containers with systemd).
 tests/artifacts/molecule-<scenario>.log; a failure shows the end of it.
 """
 
+import json
 import os
 import subprocess
 import threading
@@ -67,6 +68,11 @@ def _finish(scenario, proc, out, log, started):
     out.close()
     took = time.time() - started
     print("molecule scenario %s: rc %d in %.0f s (log: %s)" % (scenario, rc, took, log))
+    # Each scenario's own wall time, also for those that ran in the background (tests/bench/suite_times.py).
+    times = ARTIFACTS / "scenario-times.json"
+    recorded = json.loads(times.read_text()) if times.exists() else {}
+    recorded[scenario] = {"seconds": round(took), "rc": rc, "started": round(started)}
+    times.write_text(json.dumps(recorded, indent=1, sort_keys=True))
     if rc != 0:
         tail = log.read_text(errors="replace")[-12000:]
         pytest.fail("molecule test -s %s failed (rc %d) after %.0f s; end of %s:\n%s"

@@ -69,15 +69,16 @@ def commit():
     return proc.stdout.strip() or "unknown"
 
 
-def record(name, title, body, path=None):
+def record(name, title, body, path=None, at=None):
     """Replace benchmark `name`'s section of docs/results.md with body (Markdown), stamped with the date,
-    the machine and the commit. Other benchmarks' sections are kept as they are."""
+    the machine and the commit (`at`: the commit measured, when it is not this checkout's). Other
+    benchmarks' sections are kept as they are."""
     import datetime
     import re
     path = Path(path or RESULTS)
     text = path.read_text() if path.exists() else RESULTS_HEAD
     begin, end = "<!-- begin %s -->" % name, "<!-- end %s -->" % name
-    stamp = "Measured %s on %s, at %s." % (datetime.date.today().isoformat(), machine(), commit())
+    stamp = "Measured %s on %s, at %s." % (datetime.date.today().isoformat(), machine(), at or commit())
     section = "%s\n## %s\n\n%s\n\n%s\n%s" % (begin, title, stamp, body.strip(), end)
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section

@@ -44,6 +44,10 @@ def test_suite_times_table(tmp_path, capsys):
         "3.00s setup    ../shared/test_upgrade.py::test_0_tutorial[podman://x]\n")
     assert suite_times.main(["--artifacts", str(tmp_path)]) == 0
     out = capsys.readouterr().out
+    assert "scenario arm64" not in out  # no time of its own known
+    (tmp_path / "scenario-times.json").write_text(json.dumps({"arm64": {"seconds": 1500, "rc": 0, "started": 1}}))
+    assert suite_times.main(["--artifacts", str(tmp_path)]) == 0
+    assert "| scenario arm64 | 1500 |" in capsys.readouterr().out
     assert "| unit tests | 4 |" in out and "| lint tests | 7 |" in out and "| scenario upgrade | 1800 |" in out
     assert "| **whole suite** (4 tests, 1 failed) | **2200** |" in out
     assert "| test_1_upgrade[podman://x] (call) | 612 |" in out
