@@ -184,9 +184,11 @@ import fcntl
 import hashlib
 import json
 import os
+import queue
 import re
 import shutil
 import socket
+import threading
 import time
 import traceback
 
@@ -223,6 +225,59 @@ def hash_file(path, chunk_size, digest=None):
                 break
             digest.update(block)
     return digest
+
+
+class Hasher:
+    """SHA-256 of the blocks a download writes, computed on a thread of its own.
+
+    The reading thread only reads from the socket and writes to the file; the digests are updated
+    beside it (hashlib lets go of the GIL for large blocks, so both run at once). Measured with
+    tests/bench/model_fetch.py: hashing on the reading thread took the module from the wire speed of
+    `curl` to about half of it. A bounded queue keeps at most `depth` blocks in memory, so a slow disk
+    or hasher slows the reader instead of filling memory. `sync()` waits until every block fed is in the
+    digests: call it before reading or copying them."""
+
+    def __init__(self, depth=4):
+        self._queue = queue.Queue(depth)
+        self._digests = ()
+        self._error = None
+        self._thread = threading.Thread(target=self._work, name="sha256", daemon=True)
+        self._thread.start()
+
+    def _work(self):
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                digests, block = item
+                for digest in digests:
+                    digest.update(block)
+            except Exception as exc:  # pragma: no cover - hashlib does not fail on bytes
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def use(self, *digests):
+        """The digests that the next blocks go into (one object given twice is updated once)."""
+        unique = []
+        for digest in digests:
+            if all(digest is not other for other in unique):
+                unique.append(digest)
+        self._digests = tuple(unique)
+
+    def feed(self, block):
+        self._queue.put((self._digests, block))
+
+    def sync(self):
+        self._queue.join()
+        if self._error is not None:  # pragma: no cover
+            raise self._error
+
+    def close(self):
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
 
 def state_path(dest, filename):
@@ -297,11 +352,25 @@ def download(module, segments, headers, partial, chunk_size, timeout, progress):
 
     segments: [{"name", "url", "size", "sha256"}]. Each part is checked against its own SHA-256 when the
     hub gives one. Returns (overall digest, bytes sent, offset resumed from)."""
+    hasher = Hasher()
+    try:
+        return _download(module, segments, headers, partial, chunk_size, timeout, progress, hasher)
+    finally:
+        hasher.close()
+
+
+def _download(module, segments, headers, partial, chunk_size, timeout, progress, hasher):
     total = sum(seg["size"] for seg in segments)
     have = os.path.getsize(partial) if os.path.exists(partial) else 0
     if have > total:
         os.unlink(partial)
         have = 0
+    # One file: its part digest is the overall digest (one SHA-256 of each byte, not two).
+    single = len(segments) == 1
+
+    def new_part(overall):
+        return overall if single else hashlib.sha256()
+
     # Re-read what is there: the overall digest needs it, and so does each finished part's check.
     overall = hashlib.sha256()
     starts, offset = [], 0
@@ -314,15 +383,16 @@ def download(module, segments, headers, partial, chunk_size, timeout, progress):
         with open(partial, "rb") as handle:
             for index, seg in enumerate(segments):
                 state["overall_at_start"].append(overall.copy())
-                part = hashlib.sha256()
+                part = new_part(overall)
+                hasher.use(overall, part)
                 todo = min(seg["size"], have - starts[index])
                 while todo > 0:
                     block = handle.read(min(chunk_size, todo))
                     if not block:
                         break
-                    overall.update(block)
-                    part.update(block)
+                    hasher.feed(block)
                     todo -= len(block)
+                hasher.sync()
                 if have < starts[index] + seg["size"]:
                     state["part_digest"] = part
                     break
@@ -339,7 +409,7 @@ def download(module, segments, headers, partial, chunk_size, timeout, progress):
         seg_offset = done - starts[index]
         if len(state["overall_at_start"]) <= index:
             state["overall_at_start"].append(overall.copy())
-        part = state["part_digest"] if seg_offset else hashlib.sha256()
+        part = state["part_digest"] if seg_offset else new_part(overall)
         state["part_digest"] = None
         request_headers = dict(headers)
         if seg_offset:
@@ -364,7 +434,7 @@ def download(module, segments, headers, partial, chunk_size, timeout, progress):
             with open(partial, "r+b") as handle:
                 handle.truncate(starts[index])
             overall = state["overall_at_start"][index].copy()
-            part = hashlib.sha256()
+            part = new_part(overall)
             done = starts[index]
             resumed_from = min(resumed_from, done)
             progress.resumed_from = resumed_from
@@ -376,6 +446,7 @@ def download(module, segments, headers, partial, chunk_size, timeout, progress):
         elif seg_offset:
             module.log("resuming %s at byte %d of %d" % (seg["name"], seg_offset, seg["size"]))
         progress.update(done, force=True)
+        hasher.use(overall, part)
         with open(partial, "ab") as out:
             try:
                 while True:
@@ -383,8 +454,7 @@ def download(module, segments, headers, partial, chunk_size, timeout, progress):
                     if not block:
                         break
                     out.write(block)
-                    overall.update(block)
-                    part.update(block)
+                    hasher.feed(block)
                     sent += len(block)
                     done += len(block)
                     progress.sent = sent
@@ -402,6 +472,7 @@ def download(module, segments, headers, partial, chunk_size, timeout, progress):
                                  "download was removed" % (os.path.dirname(partial), done, total,
                                                            shutil.disk_usage(os.path.dirname(partial)).free)) \
                     from None
+        hasher.sync()
         if done - starts[index] != seg["size"]:
             progress.update(done, force=True)
             raise FetchError("download of %s ended at %d of %d bytes; run again to continue" % (

@@ -304,3 +304,27 @@ def test_a_full_disk_during_the_download_removes_the_partial(tmp_path, hub, run_
     assert result["failed"]
     assert "filled up" in result["msg"] and "partial download was removed" in result["msg"]
     assert not (tmp_path / NAME).exists() and not (tmp_path / ("." + NAME + ".partial")).exists()
+
+
+def test_the_hasher_thread_gives_the_digest_of_what_was_fed_each_digest_once():
+    """The download hashes on a thread of its own; one digest object named twice (a single file's part
+    and overall digests) must be updated once, and a copy taken after sync() sees every block fed."""
+    blocks = [os.urandom(n) for n in (1, 70000, 3 * 1024 * 1024, 5)]
+    hasher = module.Hasher(depth=2)
+    try:
+        overall, part = hashlib.sha256(), hashlib.sha256()
+        hasher.use(overall, overall)
+        hasher.feed(blocks[0])
+        hasher.feed(blocks[1])
+        hasher.sync()
+        at_split = overall.copy()
+        hasher.use(overall, part)
+        for block in blocks[2:]:
+            hasher.feed(block)
+        hasher.sync()
+    finally:
+        hasher.close()
+    assert at_split.hexdigest() == hashlib.sha256(blocks[0] + blocks[1]).hexdigest()
+    assert overall.hexdigest() == hashlib.sha256(b"".join(blocks)).hexdigest()
+    assert part.hexdigest() == hashlib.sha256(blocks[2] + blocks[3]).hexdigest()
+    assert not hasher._thread.is_alive()
