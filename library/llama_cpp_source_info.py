@@ -86,6 +86,16 @@ features:
     api_key:
       description: The server accepts C(--api-key).
       type: bool
+    reuse_port:
+      description: The server accepts C(--reuse-port) (SO_REUSEPORT), so that a new server can bind while
+        the previous one's connections are in TIME_WAIT.
+      type: bool
+    bind_options:
+      description: The socket options the server binds its port with, as the services role starts it
+        (C(--reuse-port) where the tree has it); what C(wait_port.py) binds with before the server starts.
+      type: list
+      elements: str
+      sample: [SO_REUSEADDR, SO_REUSEPORT]
 cpu_options:
   description: How the tree's CPU code can be built for other machines than the build host.
   returned: success

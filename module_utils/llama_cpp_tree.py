@@ -62,6 +62,36 @@ def executable_target(cmake_text):
     return None
 
 
+# Where cpp-httplib (llama.cpp's HTTP server library) lives in a tree: beside the 2023 server, vendored later.
+HTTPLIB_SOURCES = ("httplib.h", "../../vendor/cpp-httplib/httplib.cpp", "../../vendor/cpp-httplib/httplib.h",
+                   "../../common/httplib.h")
+
+
+def bind_options(root, server_dir, reuse_port):
+    """The socket options llama.cpp's server binds its port with, as the server is started by the role
+    (with --reuse-port where the tree has it). wait_port.py binds the same way before the server starts:
+    whether a bind succeeds while the previous server's connections are in TIME_WAIT depends on them.
+
+    Current servers set their own (server-http.cpp: SO_REUSEADDR, and SO_REUSEPORT with --reuse-port);
+    older ones take cpp-httplib's default_socket_options, which on Linux was SO_REUSEPORT alone
+    (e519621's examples/server/httplib.h)."""
+    server_dir_path = os.path.join(root, server_dir)
+    own = ""
+    for name in sorted(os.listdir(server_dir_path)) if os.path.isdir(server_dir_path) else ():
+        if name.endswith(".cpp"):
+            own += _read(os.path.join(server_dir_path, name)) or ""
+    if re.search(r"set_socket_options\s*\(", own) and "SO_REUSEADDR" in own:
+        return ["SO_REUSEADDR", "SO_REUSEPORT"] if reuse_port else ["SO_REUSEADDR"]
+    for candidate in HTTPLIB_SOURCES:
+        text = _read(os.path.normpath(os.path.join(server_dir_path, candidate))) or ""
+        match = re.search(r"void\s+default_socket_options\s*\(\s*socket_t\s+\w+\s*\)\s*\{(.*?)\n\}", text, re.S)
+        if match:
+            body = match.group(1)
+            # The POSIX branch: SO_REUSEPORT where the platform defines it, else SO_REUSEADDR.
+            return ["SO_REUSEPORT"] if re.search(r"#ifdef\s+SO_REUSEPORT\s+[^#]*SO_REUSEPORT", body) else ["SO_REUSEADDR"]
+    return ["SO_REUSEADDR"]
+
+
 def _has_option(name, *texts):
     pattern = re.compile(r"option\s*\(\s*%s\b" % re.escape(name))
     return any(pattern.search(text or "") for text in texts)
@@ -123,7 +153,11 @@ def detect(root):
         "api_like_oai": os.path.isfile(os.path.join(root, server_dir, "api_like_OAI.py")),
         "model_json": '"/model.json"' in server_text,
         "api_key": '"--api-key"' in args_text,
+        # --reuse-port: the new server binds while the old one's connections drain (an upgrade's outage is
+        # the model load, not TIME_WAIT's 60 s).
+        "reuse_port": '"--reuse-port"' in args_text,
     }
+    features["bind_options"] = bind_options(root, server_dir, features["reuse_port"])
     # How the CPU code can be built for machines other than the build host: the native switch
     # (GGML_NATIVE, 2024 on; LLAMA_NATIVE before) and the CPU variants chosen at run time
     # (GGML_BACKEND_DL + GGML_CPU_ALL_VARIANTS, 2024-11 on), as llama.cpp's release images build.

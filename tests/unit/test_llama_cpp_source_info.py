@@ -19,6 +19,8 @@ def test_tutorial_commit_builds_with_make_into_server(run_module):
     assert result["server_source"] == "examples/server/server.cpp"
     assert result["features"] == {
         "health": False, "native_openai": False, "api_like_oai": True, "model_json": True, "api_key": False,
+        # cpp-httplib's default at e519621 on Linux: SO_REUSEPORT alone (examples/server/httplib.h).
+        "reuse_port": False, "bind_options": ["SO_REUSEPORT"],
     }
 
 
@@ -33,6 +35,19 @@ def test_current_tree_builds_with_cmake_into_llama_server(run_module):
     assert result["features"]["native_openai"] is True
     assert result["features"]["api_like_oai"] is False
     assert result["features"]["model_json"] is False
+    # server-http.cpp sets SO_REUSEADDR itself, and SO_REUSEPORT with --reuse-port, which the role passes.
+    assert result["features"]["reuse_port"] is True
+    assert result["features"]["bind_options"] == ["SO_REUSEADDR", "SO_REUSEPORT"]
+
+
+def test_a_server_that_sets_its_own_socket_options_without_reuse_port_binds_with_reuseaddr(tmp_path, run_module):
+    tree = tmp_path / "no-reuse-port"
+    shutil.copytree(TREES / "current-lcp-0.3.36", tree)
+    arg = tree / "common" / "arg.cpp"
+    arg.write_text(arg.read_text().replace('{"--reuse-port"}', ""))
+    result = run_module(module, {"path": str(tree)})
+    assert result["features"]["reuse_port"] is False
+    assert result["features"]["bind_options"] == ["SO_REUSEADDR"]
 
 
 def test_mid_2024_tree_with_llama_cuda_and_no_make_server_target(tmp_path, run_module):

@@ -133,6 +133,8 @@ def test_0_the_tutorial_build_runs_on_a_baseline_x86_64_cpu(host):
     assert fact["build_system"] == "make" and fact["cpu_build"] == "portable_baseline", fact
     assert build_record(host, fact["build_dir"])["state"] == "verified"
     portable.assert_answers(portable.copy_build(host, fact["server_binary"]), "Haswell-v4")
+    # Its cpp-httplib binds with SO_REUSEPORT alone; wait_port.py binds the same way before it starts.
+    assert "wait_port.py --options SO_REUSEPORT " in host.check_output("systemctl cat edge-llama-server.service")
 
 
 def test_1_upgrade_to_current_llama_cpp_and_smollm2(host, target):  # noqa: F811
@@ -160,6 +162,17 @@ def test_1_upgrade_to_current_llama_cpp_and_smollm2(host, target):  # noqa: F811
     assert report_of(run, name, "llama_cpp")["smoke"]["tokens"] > 0
     assert build_record(host, "%s/%s" % (BUILDS, master_build))["state"] == "verified"
     answers(target)
+    # The current server started with --reuse-port and wait_port.py bound the same way: it did not wait out
+    # what the 2023 server (SO_REUSEPORT alone) left in TIME_WAIT (tests/unit/test_wait_port.py has the rule).
+    pid = host.check_output("systemctl show -p MainPID --value edge-llama-server.service")
+    assert "--reuse-port" in host.file("/proc/%s/cmdline" % pid).content_string.split("\0")
+    assert "wait_port.py --options SO_REUSEADDR,SO_REUSEPORT " in host.check_output(
+        "systemctl cat edge-llama-server.service")
+    journal = host.check_output("journalctl -u edge-llama-server.service -o cat --no-pager")
+    starts = [m.start() for m in re.finditer(r"^Starting .*llama\.cpp server", journal, re.M)]
+    assert starts, journal[-3000:]
+    since_switch = journal[starts[-1]:]
+    assert "cannot be bound yet" not in since_switch, since_switch[-3000:]
 
 
 def test_1b_the_current_build_runs_on_a_baseline_x86_64_cpu(host):
