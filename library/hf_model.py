@@ -606,8 +606,10 @@ def install_src(module, result, path, spath, expected, record):
             result.update(verified="hash", sha256=expected)
             return result
     result.update(changed=True, verified="src", sha256=expected)
-    if not os.path.isfile(src) and p["size"]:
-        space_and_place(module, p["dest"], p["size"], 0)
+    have = os.path.getsize(src) if os.path.isfile(src) else 0
+    if p["size"] and have < p["size"]:
+        # The copy has yet to arrive, or to be finished (a copy cut short is continued): room for the rest.
+        space_and_place(module, p["dest"], p["size"], have)
     if module.check_mode:
         result["msg"] = "would install %s from %s" % (path, src)
         return result

@@ -240,3 +240,34 @@ def test_fan_out_downloads_once_and_copies_to_each_host(tmp_path, hub):
     assert hub.bytes_sent == len(DATA)
     for name in hosts:
         assert re.search(r"%s\s+: ok=\d+\s+changed=0 " % name, out), out
+
+
+def test_fan_out_continues_a_copy_cut_short_and_resends_a_wrong_one(tmp_path, hub):
+    """rsync --append-verify (ansible.posix.synchronize) behind the fan-out: a host holding the first
+    5 MiB of a copy receives only the rest; a host whose half-copy is not the file's beginning gets it
+    again in full; both end with the verified file. Real rsync, on this machine (local connection)."""
+    hosts = {name: {"model_dir": str(tmp_path / name / "models")} for name in ("orin-cut", "orin-wrong")}
+    cut = 5 * 1024 * 1024
+    for name, prefix in (("orin-cut", DATA[:cut]), ("orin-wrong", os.urandom(cut))):
+        incoming = tmp_path / name / "models" / ".edge-llama" / "incoming"
+        incoming.mkdir(parents=True)
+        (incoming / NAME).write_bytes(prefix)
+    tasks = [{"name": "Fan out", "ansible.builtin.include_role": {"name": "model", "tasks_from": "fanout.yml"}},
+             {"name": "Show what was copied", "ansible.builtin.debug": {"msg": "COPIED {{ __model_fetch.copied_bytes }}"}}]
+    group = {"model_repo_id": REPO_ID, "model_filename": NAME, "model_hf_endpoint": "{{ hub }}",
+             "model_fanout": "controller", "model_fanout_controller_dir": str(tmp_path / "controller"),
+             "model_venv": sys.prefix, "model_allow_root_filesystem": True, "model_space_margin_mib": 1}
+    (tmp_path / "controller").mkdir()
+    cmd, env = playbook(tmp_path, hub, hosts, tasks, **group)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    copied = {}
+    for name in hosts:  # the debug task's result, printed per host
+        match = re.search(r"ok: \[%s\] => \{\s*\"msg\": \"COPIED (\d+)\"" % name, out)
+        assert match, out
+        copied[name] = int(match.group(1))
+        assert (tmp_path / name / "models" / NAME).read_bytes() == DATA
+        assert list((tmp_path / name / "models" / ".edge-llama" / "incoming").iterdir()) == []
+    assert copied["orin-cut"] == len(DATA) - cut, copied
+    assert copied["orin-wrong"] >= len(DATA), copied

@@ -28,7 +28,7 @@ t0=$(date +%s)
 # to reach a test host's loopback. qemu-user-static and binfmt-support: the arm64 test host (the
 # Orin's architecture) runs aarch64 programs through qemu, registered with the kernel's binfmt_misc.
 need=()
-packages=(git curl python3-venv ca-certificates)
+packages=(git curl python3-venv ca-certificates rsync)
 if [ "$purpose" != unit ]; then
   packages+=(podman runc netavark aardvark-dns iptables uidmap slirp4netns debootstrap ccache iproute2 util-linux)
 fi
