@@ -88,7 +88,8 @@ def bind_options(root, server_dir, reuse_port):
         if match:
             body = match.group(1)
             # The POSIX branch: SO_REUSEPORT where the platform defines it, else SO_REUSEADDR.
-            return ["SO_REUSEPORT"] if re.search(r"#ifdef\s+SO_REUSEPORT\s+[^#]*SO_REUSEPORT", body) else ["SO_REUSEADDR"]
+            posix_reuseport = re.search(r"#ifdef\s+SO_REUSEPORT\s+[^#]*SO_REUSEPORT", body)
+            return ["SO_REUSEPORT"] if posix_reuseport else ["SO_REUSEADDR"]
     return ["SO_REUSEADDR"]
 
 

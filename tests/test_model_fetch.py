@@ -253,7 +253,8 @@ def test_fan_out_continues_a_copy_cut_short_and_resends_a_wrong_one(tmp_path, hu
         incoming.mkdir(parents=True)
         (incoming / NAME).write_bytes(prefix)
     tasks = [{"name": "Fan out", "ansible.builtin.include_role": {"name": "model", "tasks_from": "fanout.yml"}},
-             {"name": "Show what was copied", "ansible.builtin.debug": {"msg": "COPIED {{ __model_fetch.copied_bytes }}"}}]
+             {"name": "Show what was copied",
+              "ansible.builtin.debug": {"msg": "COPIED {{ __model_fetch.copied_bytes }}"}}]
     group = {"model_repo_id": REPO_ID, "model_filename": NAME, "model_hf_endpoint": "{{ hub }}",
              "model_fanout": "controller", "model_fanout_controller_dir": str(tmp_path / "controller"),
              "model_venv": sys.prefix, "model_allow_root_filesystem": True, "model_space_margin_mib": 1}
