@@ -213,16 +213,22 @@ def test_a_model_directory_on_the_root_filesystem_is_refused_unless_allowed(tmp_
     assert proc.returncode == 0, out
 
 
+def fan_out_play(tmp_path, hub, hosts, *more_tasks):
+    """The model role's fan-out (model_fanout: controller) from tmp_path/controller to the hosts."""
+    tasks = [{"name": "Fan out", "ansible.builtin.include_role": {"name": "model", "tasks_from": "fanout.yml"}},
+             *more_tasks]
+    group = {"model_repo_id": REPO_ID, "model_filename": NAME, "model_hf_endpoint": "{{ hub }}",
+             "model_fanout": "controller", "model_fanout_controller_dir": str(tmp_path / "controller"),
+             "model_venv": sys.prefix, "model_allow_root_filesystem": True, "model_space_margin_mib": 1}
+    (tmp_path / "controller").mkdir(exist_ok=True)
+    return playbook(tmp_path, hub, hosts, tasks, **group)
+
+
 def test_fan_out_downloads_once_and_copies_to_each_host(tmp_path, hub):
     hosts = {name: {"model_dir": str(tmp_path / name / "models")} for name in ("orin-a", "orin-b")}
     for spec in hosts.values():
         Path(spec["model_dir"]).mkdir(parents=True)
-    tasks = [{"name": "Fan out", "ansible.builtin.include_role": {"name": "model", "tasks_from": "fanout.yml"}}]
-    group = {"model_repo_id": REPO_ID, "model_filename": NAME, "model_hf_endpoint": "{{ hub }}",
-             "model_fanout": "controller", "model_fanout_controller_dir": str(tmp_path / "controller"),
-             "model_venv": sys.prefix, "model_allow_root_filesystem": True, "model_space_margin_mib": 1}
-    (tmp_path / "controller").mkdir()
-    cmd, env = playbook(tmp_path, hub, hosts, tasks, **group)
+    cmd, env = fan_out_play(tmp_path, hub, hosts)
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
@@ -252,14 +258,8 @@ def test_fan_out_continues_a_copy_cut_short_and_resends_a_wrong_one(tmp_path, hu
         incoming = tmp_path / name / "models" / ".edge-llama" / "incoming"
         incoming.mkdir(parents=True)
         (incoming / NAME).write_bytes(prefix)
-    tasks = [{"name": "Fan out", "ansible.builtin.include_role": {"name": "model", "tasks_from": "fanout.yml"}},
-             {"name": "Show what was copied",
-              "ansible.builtin.debug": {"msg": "COPIED {{ __model_fetch.copied_bytes }}"}}]
-    group = {"model_repo_id": REPO_ID, "model_filename": NAME, "model_hf_endpoint": "{{ hub }}",
-             "model_fanout": "controller", "model_fanout_controller_dir": str(tmp_path / "controller"),
-             "model_venv": sys.prefix, "model_allow_root_filesystem": True, "model_space_margin_mib": 1}
-    (tmp_path / "controller").mkdir()
-    cmd, env = playbook(tmp_path, hub, hosts, tasks, **group)
+    cmd, env = fan_out_play(tmp_path, hub, hosts, {
+        "name": "Show what was copied", "ansible.builtin.debug": {"msg": "COPIED {{ __model_fetch.copied_bytes }}"}})
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
