@@ -13,6 +13,8 @@ Returns `binds`: the ports the services will bind and at which address (for port
   - name: Check the settings
     edge_llama_inputs:
       roles: [preflight, nvidia_cuda, toolchain, llama_cpp, model, services]
+
+The settings of roles/edge_llama_defaults (the defaults several roles read) are always checked, first.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ for _path in C.DEFAULT_MODULE_UTILS_PATH or []:
     if os.path.isdir(_path) and _path not in ansible.module_utils.__path__:
         ansible.module_utils.__path__.append(_path)
 _rules = importlib.import_module("ansible.module_utils.edge_llama_inputs")
+
+
+SHARED_DEFAULTS = "edge_llama_defaults"
 
 
 class ActionModule(ActionBase):
@@ -56,12 +61,19 @@ class ActionModule(ActionBase):
         extra_ports = self._task.args.get("extra_ports") or []
         host = task_vars.get("inventory_hostname", "?")
         values, specs, unresolved = {}, {}, []
+        # The settings several roles read have their defaults in one role (edge_llama_defaults), which every
+        # role that reads them depends on: it is checked first, and its defaults are seen by the others'.
+        roles = [SHARED_DEFAULTS] + [role for role in roles if role != SHARED_DEFAULTS]
+        shared = {}
         for role in roles:
             path = self._role_dir(role, task_vars)
             options = self._loader.load_from_file(os.path.join(path, "meta", "argument_specs.yml"))
             options = options["argument_specs"]["main"].get("options") or {}
             defaults = self._loader.load_from_file(os.path.join(path, "defaults", "main.yml"),
                                                    trusted_as_template=True) or {}
+            if role == SHARED_DEFAULTS:
+                shared = defaults
+            defaults = dict(shared, **defaults)
             templar = self._templar.copy_with_new_env(available_variables=dict(defaults, **task_vars))
             for name, spec in options.items():
                 raw = task_vars[name] if name in task_vars else defaults.get(name, spec.get("default"))

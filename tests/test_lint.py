@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "tasks").is_dir())
+ROLES = sorted(p.name for p in (REPO / "roles").iterdir() if (p / "defaults" / "main.yml").is_file())
+SHARED = "edge_llama_defaults"
+SHARED_NAMES = set(yaml.safe_load((REPO / "roles" / SHARED / "defaults" / "main.yml").read_text()))
 
 
 def run(*cmd):
@@ -69,6 +71,23 @@ def test_role_arguments_match_defaults(role):
     specs = yaml.safe_load((REPO / "roles" / role / "meta" / "argument_specs.yml").read_text())
     options = specs["argument_specs"]["main"]["options"]
     assert sorted(defaults) == sorted(options), "defaults and argument_specs of %s differ" % role
+    # The shared defaults keep the name of the role that acts on each (model_filename, ...); no other role
+    # may define one of them again.
+    prefixes = [other + "_" for other in ROLES if other != SHARED] if role == SHARED else [role + "_"]
     for name in defaults:
-        assert name.startswith(role + "_"), "%s: public variable %s lacks the role prefix" % (role, name)
+        assert name.startswith(tuple(prefixes)), "%s: public variable %s lacks the role prefix" % (role, name)
         assert options[name].get("description"), "%s: %s has no description" % (role, name)
+        assert role == SHARED or name not in SHARED_NAMES, "%s: %s is already in roles/%s" % (role, name, SHARED)
+
+
+def test_every_role_that_reads_a_shared_default_depends_on_their_home():
+    for role in ROLES:
+        if role == SHARED:
+            continue
+        text = "\n".join(line for sub in ("tasks", "defaults", "vars", "templates")
+                         for p in sorted((REPO / "roles" / role / sub).glob("*")) if p.is_file()
+                         for line in p.read_text().splitlines() if not line.lstrip().startswith("#"))
+        reads = sorted(name for name in SHARED_NAMES if re.search(r"\b%s\b" % name, text))
+        meta = yaml.safe_load((REPO / "roles" / role / "meta" / "main.yml").read_text())
+        deps = [d["role"] if isinstance(d, dict) else d for d in meta.get("dependencies") or []]
+        assert not reads or SHARED in deps, "%s reads %s but does not depend on %s" % (role, reads, SHARED)

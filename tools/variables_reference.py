@@ -17,8 +17,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "variables.md"
-# In the order a run meets them.
-ROLES = ["preflight", "nvidia_cuda", "toolchain", "llama_cpp", "model", "services", "hf_mirror"]
+# In the order a run meets them, after the settings several roles share (roles/edge_llama_defaults).
+ROLES = ["edge_llama_defaults", "preflight", "nvidia_cuda", "toolchain", "llama_cpp", "model", "services", "hf_mirror"]
 
 
 def markup(text):

@@ -13,7 +13,7 @@ import yaml
 from ansible.module_utils.edge_llama_inputs import check
 
 REPO = Path(__file__).resolve().parents[2]
-ROLES = ["preflight", "nvidia_cuda", "toolchain", "llama_cpp", "model", "services", "hf_mirror"]
+ROLES = ["edge_llama_defaults", "preflight", "nvidia_cuda", "toolchain", "llama_cpp", "model", "services", "hf_mirror"]
 
 
 def role_specs():
