@@ -125,6 +125,22 @@ def unit_label(path):
     return path[match.end():] if match else path
 
 
+# Task files several roles share (roles/edge_llama_common): their changes count for the role that included them.
+SHARED_TASK_ROLES = {"edge_llama_common"}
+
+
+def acting_role(task):
+    """The name of the role a task acts for: its own, or for a shared task file, the including role's."""
+    role = task._role.get_name(include_role_fqcn=False) if getattr(task, "_role", None) else None
+    parent = getattr(task, "_parent", None)
+    while role in SHARED_TASK_ROLES and parent is not None:
+        caller = getattr(parent, "_parent_role", None)  # set on the include_role task that brought it in
+        if caller is not None:
+            role = caller.get_name(include_role_fqcn=False)
+        parent = getattr(parent, "_parent", None)
+    return role
+
+
 def categorise(action, role, args, result, task_name):
     """The drift category of a changed task and the items it contributes: (category, [labels]).
 
@@ -277,7 +293,7 @@ class CallbackModule(CallbackBase):
         if not self._check_mode() or not res.get("changed"):
             return
         task = _task_of(result)
-        role = task._role.get_name(include_role_fqcn=False) if getattr(task, "_role", None) else None
+        role = acting_role(task)
         args = (res.get("invocation") or {}).get("module_args") or task.args
         category, labels = categorise(task.action, role, args, res, task.get_name())
         items = self._host(_host_of(result))["drift"].setdefault(category, [])

@@ -223,6 +223,17 @@ FILES = {
             content: "LLAMA_ARG_CTX_SIZE=4096\\n"
             dest: "{{ root }}/etc/edge-llama/server.env"
             mode: "0644"
+        - name: A shared task file (a change there counts for services, which included it)
+          ansible.builtin.include_role:
+            name: edge_llama_common
+            tasks_from: shared.yml
+        """,
+    "roles/edge_llama_common/tasks/shared.yml": """\
+        - name: Write the shared file
+          ansible.builtin.copy:
+            content: "shared\\n"
+            dest: "{{ root }}/opt/edge-llama/shared.txt"
+            mode: "0644"
         """,
     # facts from a loop's items, and facts delegated to another host (delegate_facts)
     "facts.yml": """\
@@ -394,14 +405,15 @@ def test_check_mode_drift_report(work):
     report = drift_report(out)
     assert report["h1"] == [
         "commit: %s -> %s" % (COMMIT_OLD[:12], COMMIT_NEW[:12]),
-        "units: edge-llama-server.service, edge-llama-chat.service, %s/check-root/etc/edge-llama/server.env" % work,
+        "units: edge-llama-server.service, edge-llama-chat.service, %s/check-root/etc/edge-llama/server.env, "
+        "%s/check-root/opt/edge-llama/shared.txt" % (work, work),
         "other: Write the login banner",
     ], out
     assert data["check_mode"] is True
     assert data["hosts"]["h1"]["drift"] == {
         "commit": ["%s -> %s" % (COMMIT_OLD[:12], COMMIT_NEW[:12])],
         "units": ["edge-llama-server.service", "edge-llama-chat.service",
-                  "%s/check-root/etc/edge-llama/server.env" % work],
+                  "%s/check-root/etc/edge-llama/server.env" % work, "%s/check-root/opt/edge-llama/shared.txt" % work],
         "other": ["Write the login banner"],
     }
 
