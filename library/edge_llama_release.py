@@ -119,7 +119,8 @@ def remove(path):
 
 def run(module):
     p = module.params
-    record = release.normalise(read_json(p["path"]))
+    on_disk = read_json(p["path"])
+    record = release.normalise(on_disk)
     planned = release.plan(record, p["wanted"])
     result = dict(changed=False, removed=[], record=record, **planned)
     if p["state"] == "planned":
@@ -131,12 +132,12 @@ def run(module):
         new, gone = release.commit(record, p["wanted"], p["keep"], now, roots=p["roots"])
         result["wanted"] = new["releases"][0]
     gone = [path for path in gone if os.path.lexists(path)]
-    result.update(record=new, removed=gone, changed=bool(gone) or new != read_json(p["path"]))
+    result.update(record=new, removed=gone, changed=bool(gone) or new != on_disk)
     if module._diff and new != record:
         result["diff"] = {"before": record, "after": new, "before_header": p["path"], "after_header": p["path"]}
     if module.check_mode:
         return result
-    if new != read_json(p["path"]):
+    if new != on_disk:
         write_json_atomic(p["path"], new)
     for path in gone:
         try:

@@ -86,6 +86,21 @@ def http_problem(code, what, url, token):
     return "HTTP %d for %s (%s)" % (code, what, url)
 
 
+def request(hub, repo_id, revision, name, headers, timeout, method=None, token=None, missing_ok=False):
+    """Open one file of a repository; every failure is a HubError that names the repository, the file,
+    the URL and what to do. With missing_ok, a 404 returns None instead (the caller looks elsewhere)."""
+    url = file_url(hub, repo_id, revision, name)
+    try:
+        return open_url(url, headers, timeout, method)
+    except HTTPError as exc:
+        if exc.code == 404 and missing_ok:
+            return None
+        raise HubError(http_problem(exc.code, "%s/%s at revision %s" % (repo_id, name, revision), url,
+                                    token)) from None
+    except (URLError, OSError) as exc:
+        raise HubError(unreachable(hub, exc)) from None
+
+
 def open_file(hub, repo_id, revision, filename, token=None, timeout=30, user_agent="edge-llama",
               headers=None, method=None):
     """Open a file on the hub. Returns (response, url, parts): parts is [] for a file the hub holds
@@ -95,43 +110,27 @@ def open_file(hub, repo_id, revision, filename, token=None, timeout=30, user_age
     repository, the file, the URL and what to do."""
     request_headers = auth_headers(token, user_agent)
     request_headers.update(headers or {})
-    what = "%s/%s at revision %s" % (repo_id, filename, revision)
-    url = file_url(hub, repo_id, revision, filename)
-    try:
-        return open_url(url, request_headers, timeout, method), url, []
-    except HTTPError as exc:
-        if exc.code != 404:
-            raise HubError(http_problem(exc.code, what, url, token)) from None
-        first = split_names(filename)[0]
-        first_url = file_url(hub, repo_id, revision, first)
-        try:
-            response = open_url(first_url, request_headers, timeout, method)
-        except HTTPError as exc2:
-            if exc2.code == 404:
-                missing = http_problem(404, what, url, token)
-                raise HubError("%s (and there is no %s either)" % (missing, first)) from None
-            raise HubError(http_problem(exc2.code, "%s/%s at revision %s" % (repo_id, first, revision),
-                                        first_url, token)) from None
-        except (URLError, OSError) as exc2:
-            raise HubError(unreachable(hub, exc2)) from None
-        return response, first_url, parts_of(hub, repo_id, revision, filename, request_headers, timeout)
-    except (URLError, OSError) as exc:
-        raise HubError(unreachable(hub, exc)) from None
+    response = request(hub, repo_id, revision, filename, request_headers, timeout, method, token, missing_ok=True)
+    if response is not None:
+        return response, file_url(hub, repo_id, revision, filename), []
+    first = split_names(filename)[0]
+    response = request(hub, repo_id, revision, first, request_headers, timeout, method, token, missing_ok=True)
+    if response is None:
+        missing = http_problem(404, "%s/%s at revision %s" % (repo_id, filename, revision),
+                               file_url(hub, repo_id, revision, filename), token)
+        raise HubError("%s (and there is no %s either)" % (missing, first))
+    return (response, file_url(hub, repo_id, revision, first),
+            parts_of(hub, repo_id, revision, filename, request_headers, timeout, token))
 
 
-def parts_of(hub, repo_id, revision, filename, headers, timeout):
+def parts_of(hub, repo_id, revision, filename, headers, timeout, token=None):
     """The names of a split file's parts, asked for one after the other (HEAD) until one is missing."""
     names = []
     for name in split_names(filename):
-        try:
-            open_url(file_url(hub, repo_id, revision, name), headers, timeout, "HEAD").close()
-        except HTTPError as exc:
-            if exc.code == 404:
-                break
-            raise HubError(http_problem(exc.code, "%s/%s at revision %s" % (repo_id, name, revision),
-                                        file_url(hub, repo_id, revision, name), "Authorization" in headers)) from None
-        except (URLError, OSError) as exc:
-            raise HubError(unreachable(hub, exc)) from None
+        response = request(hub, repo_id, revision, name, headers, timeout, "HEAD", token, missing_ok=True)
+        if response is None:
+            break
+        response.close()
         names.append(name)
     return names
 
@@ -140,14 +139,7 @@ def sizes_of(hub, repo_id, revision, names, token=None, timeout=30, user_agent="
     """Content-Length of each named file (HEAD, redirects followed); None where the server gives none."""
     sizes = []
     for name in names:
-        url = file_url(hub, repo_id, revision, name)
-        try:
-            response = open_url(url, auth_headers(token, user_agent), timeout, "HEAD")
-        except HTTPError as exc:
-            raise HubError(http_problem(exc.code, "%s/%s at revision %s" % (repo_id, name, revision), url,
-                                        token)) from None
-        except (URLError, OSError) as exc:
-            raise HubError(unreachable(hub, exc)) from None
+        response = request(hub, repo_id, revision, name, auth_headers(token, user_agent), timeout, "HEAD", token)
         length = response.headers.get("Content-Length")
         response.close()
         sizes.append(int(length) if length and length.isdigit() else None)
