@@ -21,6 +21,8 @@ options:
     type: raw
     required: true
 """
+# The second filter, release_report, is documented in its docstring: what the services role reports
+# for a host (the summary callback's row), built in one place for every outcome.
 
 _NEED_ESCAPE = '"\\`$'
 
@@ -32,6 +34,27 @@ def systemd_env_quote(value):
     return '"%s"' % "".join("\\" + ch if ch in _NEED_ESCAPE else ch for ch in text)
 
 
+def _model(release):
+    path = (release or {}).get("model_path") or ""
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def release_report(release, state, previous=None, tokens_per_second=None, reason="", wanted=None, restored=None):
+    """The services role's report of a host (services_report, read by the summary callback): the release
+    that serves after this run (commit, model file), the one that served before, and why, for every
+    outcome (deployed, upgraded, unchanged, not_started, would_switch, rolled_back, failed). `wanted`
+    (a rollback): the release that was tried and refused; `restored`: the files put back."""
+    release, previous = release or {}, previous or {}
+    report = {"state": state, "commit": release.get("commit", ""), "model": _model(release),
+              "tokens_per_second": tokens_per_second, "previous_commit": previous.get("commit", ""),
+              "previous_model": _model(previous), "reason": reason or ""}
+    if wanted is not None:
+        report.update(wanted_commit=wanted.get("commit", ""), wanted_model=_model(wanted))
+    if restored is not None:
+        report["restored"] = list(restored)
+    return report
+
+
 class FilterModule:
     def filters(self):
-        return {"systemd_env_quote": systemd_env_quote}
+        return {"systemd_env_quote": systemd_env_quote, "release_report": release_report}
