@@ -182,6 +182,7 @@ artifacts:
 import errno
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import queue
@@ -210,6 +211,8 @@ except ImportError:  # pragma: no cover - reported by the module
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 STATE_DIR = ".edge-llama"
 MIB = 1024 * 1024
+# Every this many bytes the hasher thread fdatasyncs the partial file (Hasher.write_behind).
+WRITE_BEHIND = 128 * MIB
 
 
 class FetchError(Exception):
@@ -238,6 +241,7 @@ class Hasher:
     digests: call it before reading or copying them."""
 
     def __init__(self, depth=4):
+        self.depth = depth
         self._queue = queue.Queue(depth)
         self._digests = ()
         self._error = None
@@ -251,6 +255,9 @@ class Hasher:
                 if item is None:
                     return
                 digests, block = item
+                if digests is None:  # write-behind: the file's pages so far, to the disk now
+                    os.fdatasync(block)
+                    continue
                 for digest in digests:
                     digest.update(block)
             except Exception as exc:  # pragma: no cover - hashlib does not fail on bytes
@@ -268,6 +275,11 @@ class Hasher:
 
     def feed(self, block):
         self._queue.put((self._digests, block))
+
+    def write_behind(self, fd):
+        """fdatasync(fd) on this thread, between blocks: the disk writes the download while it arrives, and
+        the fsync before the rename has only the last blocks left to wait for."""
+        self._queue.put((None, fd))
 
     def sync(self):
         self._queue.join()
@@ -447,14 +459,23 @@ def _download(module, segments, headers, partial, chunk_size, timeout, progress,
             module.log("resuming %s at byte %d of %d" % (seg["name"], seg_offset, seg["size"]))
         progress.update(done, force=True)
         hasher.use(overall, part)
+        # Blocks are read into a ring of buffers (readinto: no 8 MiB allocation and copy per block). A
+        # buffer is read into again only once the hasher is done with it: at most depth blocks wait in its
+        # queue and one is being hashed, so depth + 2 buffers are enough.
+        ring = [bytearray(chunk_size) for _ in range(hasher.depth + 2)]
         with open(partial, "ab") as out:
             try:
-                while True:
-                    block = response.read(chunk_size)
-                    if not block:
+                for turn in itertools.count():
+                    buf = ring[turn % len(ring)]
+                    length = response.readinto(buf)
+                    if not length:
                         break
+                    block = memoryview(buf)[:length]
                     out.write(block)
                     hasher.feed(block)
+                    if (done + length) // WRITE_BEHIND > done // WRITE_BEHIND:
+                        out.flush()
+                        hasher.write_behind(out.fileno())
                     sent += len(block)
                     done += len(block)
                     progress.sent = sent
