@@ -29,6 +29,13 @@ tests/setup/mirrors.sh start
 trap 'tests/setup/mirrors.sh stop >/dev/null 2>&1 || true' EXIT
 
 mkdir -p "$EDGE_LLAMA_CACHE/ccache"
+# A container podman calls running but cannot enter (its runtime state lost, e.g. /run cleared under it)
+# is started again from the image: provisioning it would time out on every connection.
+if podman container exists "$name" && [ "$(podman inspect -f '{{.State.Running}}' "$name")" = "true" ] \
+    && ! podman exec "$name" true >/dev/null 2>&1; then
+  echo "edge-llama: $name cannot be entered; starting it again from the image"
+  podman rm -f -t 5 "$name" >/dev/null 2>&1 || true
+fi
 if ! podman container exists "$name"; then
   echo "edge-llama: starting the simulated Orin $name"
   podman run -d --name "$name" --hostname orin-sim --network host --privileged --systemd=always \
