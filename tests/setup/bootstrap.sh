@@ -28,7 +28,7 @@ t0=$(date +%s)
 # to reach a test host's loopback. qemu-user-static and binfmt-support: the arm64 test host (the
 # Orin's architecture) runs aarch64 programs through qemu, registered with the kernel's binfmt_misc.
 need=()
-packages=(git curl python3-venv ca-certificates rsync)
+packages=(git curl python3-venv ca-certificates rsync openssh-client)
 if [ "$purpose" != unit ]; then
   packages+=(podman runc netavark aardvark-dns iptables uidmap slirp4netns debootstrap ccache iproute2 util-linux)
 fi
@@ -92,13 +92,26 @@ if [ "$purpose" = test ]; then
   grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 || { say "qemu-aarch64 is not enabled in binfmt_misc" >&2; exit 1; }
 fi
 
-# 5. Test-host images: Debian bookworm minbase with systemd, like a freshly installed machine; one
-# for this machine's architecture and one arm64 (debootstrap runs its second stage under qemu).
+# 5. The SSH keys the playbooks reach the test hosts with, as a user's inventory reaches an Orin: the
+# controller's client key (installed as root's authorized key in each host), one host key that every
+# test host serves (bind-mounted, so a rebuilt image keeps it) and the known_hosts entry for it
+# (StrictHostKeyChecking stays on). Made once, kept in .cache/ssh (0700).
+ssh_dir="$EDGE_LLAMA_CACHE/ssh"
+install -d -m 0700 "$ssh_dir"
+for key in id_ed25519 ssh_host_ed25519_key; do
+  [ -f "$ssh_dir/$key" ] || ssh-keygen -q -t ed25519 -N '' -C "edge-llama-$key" -f "$ssh_dir/$key"
+done
+cp "$ssh_dir/id_ed25519.pub" "$ssh_dir/authorized_keys"
+echo "* $(cut -d' ' -f1,2 "$ssh_dir/ssh_host_ed25519_key.pub")" > "$ssh_dir/known_hosts"
+chmod 0600 "$ssh_dir/authorized_keys" "$ssh_dir/known_hosts"
+
+# 6. Test-host images: Debian bookworm minbase with systemd and sshd, like a freshly installed machine;
+# one for this machine's architecture and one arm64 (debootstrap runs its second stage under qemu).
 # The same mirror as this machine's apt (first URIs: line of the deb822 sources).
 mirror=${EDGE_LLAMA_DEBIAN_MIRROR:-$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n 1)}
 mirror=${mirror:-http://deb.debian.org/debian}
 # Bump when the image recipe changes: an image with another edge-llama.image label is rebuilt.
-image_version=2
+image_version=3
 build_image() {  # image arch
   local image=$1 arch=$2 rootfs t1
   if [ "$(podman image inspect -f '{{index .Config.Labels "edge-llama.image"}}' "$image" 2>/dev/null)" = "$image_version" ]; then
@@ -109,7 +122,7 @@ build_image() {  # image arch
   say "building $image ($arch) with debootstrap from $mirror (1-2 minutes)"
   t1=$(date +%s)
   debootstrap --arch="$arch" --variant=minbase \
-    --include=systemd,systemd-sysv,python3,dbus,iproute2,sudo,ca-certificates,procps \
+    --include=systemd,systemd-sysv,python3,dbus,iproute2,sudo,ca-certificates,procps,openssh-server \
     bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || { tail -n 30 "$rootfs.log" >&2; exit 1; }
   rm -f "$rootfs.log"
   echo "deb $mirror bookworm main" > "$rootfs/etc/apt/sources.list"
@@ -119,6 +132,18 @@ build_image() {  # image arch
   for unit in systemd-binfmt.service proc-sys-fs-binfmt_misc.automount proc-sys-fs-binfmt_misc.mount; do
     ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"
   done
+  # sshd: root with the set-up's key only; the host key is bind-mounted at start (tests/molecule/*,
+  # tests/setup/demo.sh), none is baked into the image.
+  rm -f "$rootfs"/etc/ssh/ssh_host_*
+  cat > "$rootfs/etc/ssh/sshd_config.d/edge-llama-testhost.conf" <<'EOT'
+# edge-llama test host: reached over SSH as root with the controller's key, like an Orin.
+HostKey /etc/ssh/ssh_host_ed25519_key
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+UseDNS no
+EOT
+  install -d -m 0700 "$rootfs/root/.ssh"
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
   tar -C "$rootfs" -c . | podman import --arch "$arch" --change 'CMD ["/sbin/init"]' \
     --change "LABEL edge-llama.image=$image_version" - "$image" >/dev/null

@@ -12,7 +12,9 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
 started=$(date +%s)
 name=edge-llama-orin-sim
-image=localhost/edge-llama-testhost:bookworm
+image=${EDGE_LLAMA_TESTHOST_IMAGE:-localhost/edge-llama-testhost:bookworm}
+# The port its sshd listens on (inventory/local/hosts.yml reaches it there).
+ssh_port=22022
 
 tests/setup/bootstrap.sh --for demo
 # shellcheck source=tests/setup/env.sh
@@ -36,10 +38,23 @@ if podman container exists "$name" && [ "$(podman inspect -f '{{.State.Running}}
   echo "edge-llama: $name cannot be entered; starting it again from the image"
   podman rm -f -t 5 "$name" >/dev/null 2>&1 || true
 fi
+# One made before the playbooks reached it over SSH (no host key mounted) is started again too.
+if podman container exists "$name" \
+    && ! podman inspect -f '{{range .Mounts}}{{.Destination}} {{end}}' "$name" | grep -q ssh_host_ed25519_key; then
+  echo "edge-llama: $name predates the SSH connection; starting it again from the image"
+  podman rm -f -t 5 "$name" >/dev/null 2>&1 || true
+fi
 if ! podman container exists "$name"; then
   echo "edge-llama: starting the simulated Orin $name"
+  # It shares this machine's network, so its sshd listens on 127.0.0.1:$ssh_port, not on 22
+  # (inventory/local/hosts.yml); the keys are the set-up's (tests/setup/bootstrap.sh).
+  printf 'Port %s\nListenAddress 127.0.0.1\n' "$ssh_port" > "$EDGE_LLAMA_CACHE/ssh/demo-sshd.conf"
   podman run -d --name "$name" --hostname orin-sim --network host --privileged --systemd=always \
-    -v "$EDGE_LLAMA_CACHE/ccache:/var/cache/edge-llama/ccache:rw" "$image" /sbin/init >/dev/null
+    -v "$EDGE_LLAMA_CACHE/ccache:/var/cache/edge-llama/ccache:rw" \
+    -v "$EDGE_LLAMA_CACHE/ssh/ssh_host_ed25519_key:/etc/ssh/ssh_host_ed25519_key:ro" \
+    -v "$EDGE_LLAMA_CACHE/ssh/authorized_keys:/root/.ssh/authorized_keys:ro" \
+    -v "$EDGE_LLAMA_CACHE/ssh/demo-sshd.conf:/etc/ssh/sshd_config.d/edge-llama-demo.conf:ro" \
+    "$image" /sbin/init >/dev/null
 elif [ "$(podman inspect -f '{{.State.Running}}' "$name")" != "true" ]; then
   podman start "$name" >/dev/null
 fi
