@@ -21,8 +21,9 @@ options:
     type: raw
     required: true
 """
-# The second filter, release_report, is documented in its docstring: what the services role reports
-# for a host (the summary callback's row), built in one place for every outcome.
+# The other filters are documented in their docstrings: release_report, what the services role reports
+# for a host (the summary callback's row), built in one place for every outcome; build_source, which
+# host of a fleet compiles a llama.cpp build and which receive it.
 
 _NEED_ESCAPE = '"\\`$'
 
@@ -55,6 +56,39 @@ def release_report(release, state, previous=None, tokens_per_second=None, reason
     return report
 
 
+def build_source(host, hostvars, hosts, builder=""):
+    """Where `host` gets its llama.cpp build: {"role", "source", "key"}.
+
+    Hosts of `hosts` (the play's hosts still in the run, in inventory order) whose `__llama_cpp_key`
+    is the same share one build. For each key one host is the source: `builder` (llama_cpp_builder)
+    when it has that key, else the first host that already holds the build verified, else the first
+    host. role: `build` (the source, which compiles and proves it), `have` (a verified build is
+    already here, or the source already holds it: nothing to do), `receive` (copy it from the source)
+    or `alone` (no key: the plan was skipped, check mode on a fresh host).
+    """
+    mine = (hostvars.get(host) or {}).get("__llama_cpp_key") or ""
+    if not mine:
+        return {"role": "alone", "source": host, "key": ""}
+    same, verified = [], []
+    for name in hosts:
+        facts = hostvars.get(name) or {}
+        if (facts.get("__llama_cpp_key") or "") == mine:
+            same.append(name)
+            if facts.get("__llama_cpp_has_verified") in (True, "True", "true"):
+                verified.append(name)
+    if host not in same:
+        same.append(host)
+    source = builder if builder in same else (verified or same)[0]
+    if host in verified:
+        role = "have"
+    elif host == source:
+        role = "build"
+    else:
+        role = "receive"
+    return {"role": role, "source": source, "key": mine}
+
+
 class FilterModule:
     def filters(self):
-        return {"systemd_env_quote": systemd_env_quote, "release_report": release_report}
+        return {"systemd_env_quote": systemd_env_quote, "release_report": release_report,
+                "build_source": build_source}

@@ -135,6 +135,14 @@ build_id:
   description: The first 12 hex digits of the SHA-256 of I(identity).
   returned: success
   type: str
+outputs:
+  description:
+    - What the build produced that the server needs, relative to I(build_dir) (the Makefile's C(server); CMake's
+      C(build/bin) with its shared libraries): what a host with the same identity receives instead of compiling.
+  returned: success
+  type: list
+  elements: str
+  sample: [build/bin]
 server_binary:
   description: Absolute path of the server binary once built.
   returned: success

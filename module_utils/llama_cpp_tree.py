@@ -290,6 +290,11 @@ def plan(tree, commit, install_dir, machine, backend="cpu", cpu_target="portable
         "artifacts": [build_dir],
         "artifact_root": os.path.join(install_dir, "builds"),
         "server_binary": os.path.join(build_dir, tree["server_binary"]),
+        # What the build produced that the server needs, relative to build_dir: what a host with the
+        # same identity receives instead of compiling (the sources come from its own checkout). The
+        # Makefile links the server statically; CMake puts it and its shared libraries in build/bin.
+        "outputs": ([tree["server_binary"]] if tree["build_system"] == "make"
+                    else [os.path.dirname(tree["server_binary"])]),
         "identity": identity,
         "cpu_build": kind,
         "cpu_build_reason": cpu_why,

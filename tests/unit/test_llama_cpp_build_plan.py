@@ -90,6 +90,8 @@ def test_make_era_commands_and_binary(plan):
     # One architecture in the Makefile era: the oldest, which the newer GPU runs too.
     assert "LLAMA_CUBLAS=1" in make and "CUDA_DOCKER_ARCH=sm_86" in make and make[-1] == "server"
     assert result["server_binary"] == result["build_dir"] + "/server"
+    # What a host with the same identity receives: the statically linked server, nothing else.
+    assert result["outputs"] == ["server"]
     assert result["environment"]["PATH"].startswith("/usr/lib/ccache:/usr/bin:")
     assert result["environment"]["CCACHE_BASEDIR"] == result["build_dir"]
 
@@ -104,6 +106,8 @@ def test_cmake_era_commands_and_binary(plan):
     assert configure[-1] == "-DGGML_CUDA_F16=ON"  # the user's word comes last
     assert build == ["cmake", "--build", "build", "-j", "2", "--target", "llama-server"]
     assert result["server_binary"] == result["build_dir"] + "/build/bin/llama-server"
+    # The server and the shared libraries it loads (libllama, libggml-*) live in build/bin.
+    assert result["outputs"] == ["build/bin"]
     assert result["environment"]["PATH"].startswith("/usr/local/cuda/bin:")
 
 
