@@ -67,6 +67,7 @@ COMMIT_CHARS = 12
 
 PACKAGE_ACTIONS = {"apt", "package", "pip", "dnf", "dnf5", "yum"}
 FILE_ACTIONS = {"template", "copy"}
+WAIT_FOR_CONNECTION = {"wait_for_connection"}
 UNIT_ACTIONS = {"systemd", "systemd_service", "service"}
 CATEGORIES = ("commit", "model", "units", "packages", "release", "other")
 SYSTEMD_DIR = re.compile(r"(?:^|/)etc/systemd/system/")
@@ -352,6 +353,11 @@ class CallbackModule(CallbackBase):
     def v2_runner_on_failed(self, result, ignore_errors=False):
         record = self._host(_host_of(result))
         if ignore_errors:
+            return
+        if short_action(_task_of(result).action) in WAIT_FOR_CONNECTION:
+            # The first play's wait for each host (playbooks/preflight.yml) fails, rather than being
+            # unreachable, when a host never answers: that host is unreachable all the same.
+            record["unreachable"] = failure_message(_result_of(result)) or "unreachable"
             return
         record["failure"] = {
             "task": _task_of(result).get_name(),

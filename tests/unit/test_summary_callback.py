@@ -170,6 +170,23 @@ FILES = {
                 msg: canary failed its health gate
               when: inventory_hostname == 'h2'
         """,
+    # the first play of site.yml waits for each host: a host that never answers fails that wait
+    "wait_first.yml": """\
+        - name: Find the hosts that answer
+          hosts: h1:h4
+          gather_facts: false
+          tasks:
+            - name: Wait for a connection
+              ansible.builtin.wait_for_connection:
+                timeout: 2
+        - name: Provision
+          hosts: h1:h4
+          gather_facts: false
+          tasks:
+            - name: Report what runs
+              ansible.builtin.set_fact:
+                services_report: {state: unchanged, commit: fedcba9876543210fedcba9876543210fedcba98}
+        """,
     # the first serial batch is unreachable: no callback says the run stopped
     "unreachable_canary.yml": """\
         - name: Upgrade one host at a time
@@ -379,6 +396,15 @@ def test_aborted_canary_still_prints_the_summary(work):
         assert rows[host][0] == "ok" and rows[host][4].startswith("not finished: the run was aborted"), out
     assert data["aborted"] is True
     assert sorted(data["hosts"]) == ["h1", "h2", "h3"]
+
+
+def test_a_host_whose_wait_for_a_connection_times_out_is_unreachable_not_failed(work):
+    rc, out, data = play(work, "wait_first.yml")
+    assert rc != 0, out
+    assert data["hosts"]["h4"]["state"] == "unreachable", data["hosts"]["h4"]
+    assert "Connection refused" in data["hosts"]["h4"]["reason"] or "timed out" in data["hosts"]["h4"]["reason"]
+    assert data["hosts"]["h1"]["state"] == "unchanged" and data["aborted"] is False
+    assert table(out)["h4"][0] == "unreachable", out
 
 
 def test_unreachable_first_batch_counts_as_aborted(work):
