@@ -43,7 +43,7 @@ def _model(release):
 def release_report(release, state, previous=None, tokens_per_second=None, reason="", wanted=None, restored=None):
     """The services role's report of a host (services_report, read by the summary callback): the release
     that serves after this run (commit, model file), the one that served before, and why, for every
-    outcome (deployed, upgraded, unchanged, not_started, would_switch, rolled_back, failed). `wanted`
+    outcome (deployed, upgraded, reconfigured, unchanged, not_started, would_switch, rolled_back, failed). `wanted`
     (a rollback): the release that was tried and refused; `restored`: the files put back."""
     release, previous = release or {}, previous or {}
     report = {"state": state, "commit": release.get("commit", ""), "model": _model(release),
