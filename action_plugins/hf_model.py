@@ -2,11 +2,13 @@
 # Apache License 2.0 (see LICENSE)
 """Action plugin for library/hf_model.py: show a long download's progress in the play's output.
 
-A module cannot print while it runs, so for a real (not check mode) run this plugin starts the module as an
-async job on the host and polls it: every poll_interval seconds it asks async_status whether the job has
-finished and reads the progress file the module keeps (DEST/.edge-llama/FILE.progress.json); each new
-progress line (bytes, percent, rate) is displayed as `[host] hf_model: ...`. The task's result is the
-module's. Check mode, and a task that sets `async:` itself, run the module the ordinary way.
+A module cannot print while it runs, so for a real (not check mode) run this plugin first asks the module
+whether the file is already verified (only_if_verified: a re-run's answer, one ordinary call), and otherwise
+starts the module as an async job on the host and polls it: every poll_interval seconds it asks async_status
+whether the job has finished and reads the progress file the module keeps
+(DEST/.edge-llama/FILE.progress.json); each new progress line (bytes, percent, rate) is displayed as
+`[host] hf_model: ...`. The task's result is the module's. Check mode, and a task that sets `async:`
+itself, run the module the ordinary way.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ class ActionModule(ActionBase):
         if self._task.check_mode or self._task.async_val or self._connection.has_native_async:
             wrap = bool(self._task.async_val) and not self._connection.has_native_async
             result.update(self._execute_module(task_vars=task_vars, wrap_async=wrap))
+            return result
+
+        # A re-run finds the file verified: one ordinary module call answers it (no job, no polling).
+        quick = self._execute_module(task_vars=task_vars, module_args=dict(args, only_if_verified=True))
+        if quick.get("failed") or not quick.get("pending"):
+            result.update(quick)
             return result
 
         interval = float(args.get("progress_interval", 30) or 30)

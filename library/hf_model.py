@@ -106,6 +106,13 @@ options:
     description: Seconds without data before the download gives up.
     type: int
     default: 60
+  only_if_verified:
+    description:
+      - Return at once - the result when the file is already verified against I(sha256) by its record
+        (the re-run's case, without contacting the hub), else C(pending=true) having done nothing. The
+        action plugin asks this first and starts the download as a job, with progress, only when pending.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - ansible.builtin.files
 notes:
@@ -323,6 +330,11 @@ def record_matches(record, st, expected_sha256, remote):
         return record.get("sha256") == expected_sha256
     # Without a checksum, trust the record while the hub still names the same object.
     return bool(remote.get("etag")) and record.get("etag") == remote["etag"]
+
+
+def same_request(record, params):
+    """Whether a record was written for the same repository, file and revision as asked now."""
+    return bool(record) and all(record.get(key) == params[key] for key in ("repo_id", "filename", "revision"))
 
 
 class Progress:
@@ -671,6 +683,17 @@ def run(module):
     # What the model consists of on the host, for whoever removes it later (the release's pruning).
     result = dict(changed=False, path=path, size=None, sha256=expected_pin or "", commit="", downloaded_bytes=0,
                   resumed_from=0, verified="", parts=[], artifacts=[path, spath])
+    # The common re-run: a pinned SHA-256 that the record says this very file (same size and mtime, same
+    # repository, file and revision) was verified against. Nothing to ask the hub, nothing to read.
+    if expected_pin and p["verify"] == "auto" and os.path.isfile(path) and same_request(record, p):
+        st = os.stat(path)
+        if record_matches(record, st, expected_pin, {}):
+            result.update(verified="record", size=st.st_size, commit=record.get("commit") or "",
+                          parts=record.get("parts") or [])
+            return result
+    if p["only_if_verified"]:
+        result["pending"] = True
+        return result
     if p["src"]:
         return install_src(module, result, path, spath, expected_pin, record)
 
@@ -786,6 +809,7 @@ def main():
             verify=dict(type="str", default="auto", choices=["auto", "full"]),
             chunk_size=dict(type="int", default=8 * 1024 * 1024),
             timeout=dict(type="int", default=60),
+            only_if_verified=dict(type="bool", default=False),
         ),
         add_file_common_args=True,
         supports_check_mode=True,

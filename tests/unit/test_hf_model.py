@@ -54,6 +54,23 @@ def test_rerun_trusts_the_record_and_transfers_nothing(tmp_path, hub, run_module
     assert [r[0] for r in hub.requests].count("GET") == 1
 
 
+def test_a_pinned_file_with_its_record_is_answered_without_asking_the_hub(tmp_path, hub, run_module):
+    first = run_module(module, args(hub, tmp_path, sha256=SHA))
+    asked = len(hub.requests)
+    result = run_module(module, args(hub, tmp_path, sha256=SHA))
+    assert len(hub.requests) == asked  # not even a HEAD
+    assert result["changed"] is False and result["verified"] == "record"
+    assert (result["sha256"], result["size"], result["commit"]) == (SHA, len(DATA), first["commit"])
+    # The action plugin's first question gets the same answer, and "pending" only when work is left.
+    assert run_module(module, args(hub, tmp_path, sha256=SHA, only_if_verified=True))["verified"] == "record"
+    os.utime(tmp_path / NAME, ns=(1, 1))  # the file is not the one recorded any more
+    pending = run_module(module, args(hub, tmp_path, sha256=SHA, only_if_verified=True))
+    assert pending["pending"] is True and pending["changed"] is False and len(hub.requests) == asked
+    # Then the ordinary run asks the hub and hashes the file again.
+    again = run_module(module, args(hub, tmp_path, sha256=SHA))
+    assert len(hub.requests) > asked and again["verified"] == "hash"
+
+
 def test_verify_full_rehashes(tmp_path, hub, run_module):
     run_module(module, args(hub, tmp_path))
     result = run_module(module, args(hub, tmp_path, verify="full"))
