@@ -17,16 +17,17 @@ REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"
 
 # Cheapest first: a failure in check mode shows before the long ones.
-SCENARIOS = ["check", "upgrade", "cuda", "arm64", "default"]
+SCENARIOS = ["check", "upgrade", "cuda", "arm64", "fleet"]
 # The upgrade scenario is the longest and waits much of its time (health gates, restarts, ports): the
 # cuda scenario (first minutes downloading and unpacking the CUDA toolkit, 1.6 GB: network and disk)
 # and the arm64 scenario (one emulated host, mostly one CPU) start in the background with it and are
 # waited for in their own turn.
 ALONGSIDE = {"upgrade": ["cuda", "arm64"]}
-# The default scenario builds the same current llama.cpp as the upgrade scenario's step 1: it starts
-# in the background once that build exists (its log in tests/artifacts), compiling from a warm ccache,
-# and fills the time the upgrade scenario spends waiting on health gates and restarts.
-AFTER = {"default": ("upgrade", "upgrade-1-current.log")}
+# The fleet scenario builds the same current llama.cpp as the upgrade scenario's step 1 (once, for its
+# four hosts): it starts in the background once that build exists (its log in tests/artifacts),
+# compiling from a warm ccache, and fills the time the upgrade scenario spends waiting on health gates
+# and restarts.
+AFTER = {"fleet": ("upgrade", "upgrade-1-current.log")}
 # Each scenario's limit (a hung one is stopped with its log); the CI job has 90 minutes for the whole suite.
 TIMEOUT = 65 * 60
 _background = {}

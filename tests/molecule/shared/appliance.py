@@ -110,10 +110,10 @@ class Run:
         return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", found.group(1))}
 
 
-def playbook(label, extra, check=False, playbooks=("site.yml",), env=None):
-    """ansible-playbook (site.yml by default) against the scenario's inventory with extra vars, as a
-    user runs it from the repository. Its output and the edge_llama_summary JSON land in
-    tests/artifacts/<label>.{log,json}."""
+def playbook(label, extra, check=False, playbooks=("site.yml",), env=None, inventories=()):
+    """ansible-playbook (site.yml by default) against the scenario's inventory (and `inventories` after
+    it, e.g. one host's own settings) with extra vars, as a user runs it from the repository. Its output
+    and the edge_llama_summary JSON land in tests/artifacts/<label>.{log,json}."""
     inventory = os.environ["MOLECULE_INVENTORY_FILE"]
     ARTIFACTS.mkdir(exist_ok=True)
     summary = ARTIFACTS / ("%s.json" % label)
@@ -121,7 +121,10 @@ def playbook(label, extra, check=False, playbooks=("site.yml",), env=None):
         summary.unlink()
     varsfile = ARTIFACTS / ("%s.vars.json" % label)
     varsfile.write_text(json.dumps(extra))
-    argv = ["ansible-playbook", "-i", inventory, *[str(REPO / book) for book in playbooks], "-e", "@%s" % varsfile]
+    argv = ["ansible-playbook", "-i", inventory]
+    for more in inventories:
+        argv += ["-i", str(more)]
+    argv += [*[str(REPO / book) for book in playbooks], "-e", "@%s" % varsfile]
     if check:
         argv += ["--check", "--diff"]
     env = dict(os.environ, EDGE_LLAMA_SUMMARY_JSON=str(summary), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",

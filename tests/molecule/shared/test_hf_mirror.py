@@ -1,4 +1,4 @@
-"""The site Hugging Face mirror (playbooks/hf_mirror.yml) on the default scenario's edge-llama-orin-a:
+"""The site Hugging Face mirror (playbooks/hf_mirror.yml) on the fleet scenario's edge-llama-orin-a:
 olah in front of the controller's test olah, and the host's model fetched through it."""
 
 import json
