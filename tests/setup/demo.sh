@@ -58,8 +58,12 @@ if ! podman container exists "$name"; then
 elif [ "$(podman inspect -f '{{.State.Running}}' "$name")" != "true" ]; then
   podman start "$name" >/dev/null
 fi
-state=$(podman exec "$name" systemctl is-system-running --wait || true)
-echo "edge-llama: $name systemd is $state"
+# Reached as the playbook reaches it: over SSH, once its sshd answers (a second or two after the start).
+ssh_to_sim=(ssh -p "$ssh_port" -i "$EDGE_LLAMA_CACHE/ssh/id_ed25519" -o IdentitiesOnly=yes -o BatchMode=yes
+            -o UserKnownHostsFile="$EDGE_LLAMA_CACHE/ssh/known_hosts" -o StrictHostKeyChecking=yes root@127.0.0.1)
+for _ in $(seq 60); do "${ssh_to_sim[@]}" true 2>/dev/null && break; sleep 1; done
+state=$("${ssh_to_sim[@]}" systemctl is-system-running --wait 2>&1 || true)
+echo "edge-llama: $name answers over SSH on 127.0.0.1:$ssh_port; systemd is $state"
 
 EDGE_LLAMA_MIRROR_HOST=127.0.0.1 ansible-playbook -i inventory/local site.yml "$@"
 
