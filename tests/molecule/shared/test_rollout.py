@@ -21,15 +21,22 @@ pytestmark = pytest.mark.fleet
 
 
 def _fleet():
-    """The scenario's four appliances, in inventory order (orin-a .. orin-d)."""
-    inventory = yaml.safe_load(open(os.environ["MOLECULE_INVENTORY_FILE"]))
-    hosts = sorted(inventory["llm_appliances"]["hosts"])
-    assert len(hosts) == 4, hosts
-    return hosts
+    """The scenario's appliances, in inventory order (orin-a .. orin-d); read at collection, which every
+    scenario's verifier does (the marker deselects these tests elsewhere), so nothing is asserted here."""
+    path = os.environ.get("MOLECULE_INVENTORY_FILE")
+    inventory = (yaml.safe_load(open(path)) or {}) if path else {}
+    return sorted((inventory.get("llm_appliances") or {}).get("hosts") or {})
 
 
 HOSTS = _fleet()
-A, B, C, D = HOSTS
+A, B, C, D = (HOSTS + [""] * 4)[:4]
+
+
+@pytest.fixture(autouse=True)
+def _four_hosts():
+    assert len(HOSTS) == 4, "the fleet checks need the fleet scenario's four hosts, found %s" % HOSTS
+
+
 # The host made to fail its gate: the extra server argument below, which llama.cpp refuses at start.
 FAILING = C
 BUILD_FACT = "/etc/ansible/facts.d/edge_llama_llama_cpp.fact"
