@@ -8,7 +8,12 @@ the role's default, templated), and checks it with module_utils/edge_llama_input
 converts them ("8080" and "true" from -e are fine; "abc" for a port is not), ranges, distinct ports,
 file names, repo ids, commits, URLs, addresses. Fails with one line per problem, each naming the
 variable, the problem and a good value; secrets' values are never shown. Reads nothing on the host.
-Returns `binds`: the ports the services will bind and at which address (for port_owners_info).
+Returns `binds`: the ports the services will bind and at which address (for port_owners_info), and
+`fingerprint`: one SHA-256 of every checked setting's value (secrets included, only hashed) and of the
+code that applies them (roles, modules, plugins, playbooks of this checkout), which the run records on
+each host it completes (edge_llama_last_run) and the next run compares, with `last_run_inputs`: what that
+comparison needs besides (the llama.cpp repository and version, whether the model's SHA-256 is pinned,
+the toolchain's packages). Run-control settings (batches, failure limit, connection timeout) are left out.
 
   - name: Check the settings
     edge_llama_inputs:
@@ -19,7 +24,9 @@ The settings of roles/edge_llama_defaults (the defaults several roles read) are 
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
 import os
 
 import ansible.module_utils
@@ -36,6 +43,37 @@ _rules = importlib.import_module("ansible.module_utils.edge_llama_inputs")
 
 
 SHARED_DEFAULTS = "edge_llama_defaults"
+# How a run goes, not what it leaves on a host: not part of the fingerprint.
+RUN_CONTROL = {"edge_llama_serial", "edge_llama_max_fail_percentage", "edge_llama_connect_timeout"}
+# The code that decides what a run leaves on a host, relative to the checkout's root (this file's parent's).
+CODE = ("site.yml", "playbooks", "roles", "library", "module_utils", "action_plugins", "filter_plugins")
+_code_digest = {}
+
+
+def code_digest(root=None):
+    """SHA-256 of the names and contents of edge-llama's code in this checkout (once per process)."""
+    root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if root not in _code_digest:
+        digest = hashlib.sha256()
+        for top in CODE:
+            base = os.path.join(root, top)
+            paths = [base] if os.path.isfile(base) else []
+            for folder, dirs, files in os.walk(base):
+                dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+                paths += [os.path.join(folder, f) for f in sorted(files) if not f.endswith(".pyc")]
+            for path in paths:
+                digest.update(os.path.relpath(path, root).encode() + b"\0")
+                with open(path, "rb") as handle:
+                    digest.update(hashlib.sha256(handle.read()).digest())
+        _code_digest[root] = digest.hexdigest()
+    return _code_digest[root]
+
+
+def fingerprint(values, unresolved, code):
+    """One SHA-256 of the settings' values (JSON, keys sorted) and the code."""
+    kept = {k: v for k, v in values.items() if k not in RUN_CONTROL}
+    text = json.dumps({"values": kept, "unresolved": sorted(unresolved), "code": code}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class ActionModule(ActionBase):
@@ -90,6 +128,13 @@ class ActionModule(ActionBase):
         result["problems"] = [dict(p) for p in problems]
         # What the services will bind, for the port check on the host (no secrets in it).
         result["binds"] = [] if problems else _rules.binds(typed, extra_ports)
+        result["fingerprint"] = fingerprint(values, [u.split(" ")[0] for u in unresolved], code_digest())
+        result["last_run_inputs"] = {
+            "llama_cpp_repo_url": values.get("llama_cpp_repo_url"),
+            "llama_cpp_version": values.get("llama_cpp_version"),
+            "model_pinned": bool(values.get("model_sha256")),
+            "toolchain_packages": [str(p) for p in values.get("toolchain_packages") or []],
+        }
         if problems:
             result["failed"] = True
             result["msg"] = "%s: %d setting%s refused before any change:\n%s" % (
