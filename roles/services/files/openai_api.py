@@ -21,7 +21,17 @@ un-prefixed paths the tutorial used), SSE events separated by a blank line and e
 Configuration (environment, usually /etc/edge-llama/openai-api.env):
   EDGE_LLAMA_API_HOST (127.0.0.1), EDGE_LLAMA_API_PORT (8081), EDGE_LLAMA_LLAMA_URL
   (http://127.0.0.1:8080), EDGE_LLAMA_BACKEND_MODE (completion|native), EDGE_LLAMA_CHAT_TEMPLATE
-  (llama2|chatml), EDGE_LLAMA_MODEL_ALIAS (llama_2), EDGE_LLAMA_API_KEY (empty: no key).
+  (llama2|chatml), EDGE_LLAMA_MODEL_ALIAS (llama_2), EDGE_LLAMA_API_KEY (empty: no key),
+  EDGE_LLAMA_RELEASE_COMMIT, EDGE_LLAMA_RELEASE_MODEL, EDGE_LLAMA_RELEASE_SHA256 (the release that serves,
+  for the edge_llama_release_info metric).
+
+GET /metrics: the endpoint's own metrics in Prometheus' text format (prometheus-client), behind the same
+API key as the API: requests by route and status, time to first token, tokens per request and tokens/s
+(histograms, by route), streams in flight, answers refused because the model server was unavailable, and
+the release as an info metric. Time to first token: a stream's first token as the client gets it; for an
+answer that is not streamed, the model server's own prompt time (`timings.prompt_ms`) where it reports
+it. Tokens/s: the model server's own figure (`timings.predicted_per_second`) where it reports it, else
+the tokens over the time from the first token to the last.
 """
 
 import hmac
@@ -35,7 +45,8 @@ import uuid
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from starlette.exceptions import HTTPException
 
 LOG = logging.getLogger("edge-llama-openai")
@@ -55,6 +66,9 @@ class Settings:
         self.alias = env.get("EDGE_LLAMA_MODEL_ALIAS", "llama_2")
         self.api_key = env.get("EDGE_LLAMA_API_KEY", "")
         self.timeout = float(env.get("EDGE_LLAMA_TIMEOUT", "600"))
+        self.release = {"commit": env.get("EDGE_LLAMA_RELEASE_COMMIT", ""),
+                        "model": env.get("EDGE_LLAMA_RELEASE_MODEL", ""),
+                        "sha256": env.get("EDGE_LLAMA_RELEASE_SHA256", "")}
         if self.mode not in ("completion", "native"):
             raise SystemExit("EDGE_LLAMA_BACKEND_MODE must be completion or native, not %r" % self.mode)
         if self.template not in TEMPLATES:
@@ -244,6 +258,80 @@ def stream_error(exc):
                       "type": "server_error", "code": "backend_unavailable"}}
 
 
+# --- metrics ---------------------------------------------------------------------------------------
+
+# The routes the metrics name (anything else, an unknown path among them, is counted as "other": a client
+# must not be able to grow the series without bound).
+ROUTES = ("/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions", "/v1/models",
+          "/models", "/health", "/metrics")
+
+
+class Metrics:
+    """The endpoint's own metrics, in a registry of its own (one per app)."""
+
+    TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120)
+    TOKENS_PER_SECOND_BUCKETS = (0.5, 1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 256, 512)
+    TOKENS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+
+    def __init__(self, settings):
+        self.registry = registry = CollectorRegistry()
+        self.requests = Counter("edge_llama_openai_requests", "Requests answered, by route and HTTP status",
+                                ["route", "status"], registry=registry)
+        self.ttft = Histogram("edge_llama_openai_time_to_first_token_seconds",
+                              "Seconds to the first token (streams: as sent to the client; otherwise the model "
+                              "server's prompt time)", ["route"], buckets=self.TTFT_BUCKETS, registry=registry)
+        self.tokens_per_second = Histogram("edge_llama_openai_tokens_per_second",
+                                           "Generated tokens per second of each answer", ["route"],
+                                           buckets=self.TOKENS_PER_SECOND_BUCKETS, registry=registry)
+        self.tokens = Histogram("edge_llama_openai_completion_tokens", "Generated tokens per answer", ["route"],
+                                buckets=self.TOKENS_BUCKETS, registry=registry)
+        self.streams = Gauge("edge_llama_openai_streams_in_flight", "Streamed answers being sent now",
+                             registry=registry)
+        self.unavailable = Counter("edge_llama_openai_backend_unavailable",
+                                   "Requests refused or streams cut because the model server did not answer",
+                                   registry=registry)
+        Info("edge_llama_release", "The release that serves (llama.cpp commit, model file, its SHA-256) and the "
+             "endpoint's backend mode", registry=registry).info(dict(settings.release, backend=settings.mode))
+
+    def answered(self, route, ttft=None, tokens=None, tokens_per_second=None):
+        if ttft is not None and ttft >= 0:
+            self.ttft.labels(route).observe(ttft)
+        if tokens:
+            self.tokens.labels(route).observe(tokens)
+        if tokens_per_second:
+            self.tokens_per_second.labels(route).observe(tokens_per_second)
+
+    def answered_from(self, route, result, started=None, first=None, ended=None, pieces=None):
+        """Observe an answer from what the model server reported: llama.cpp's `timings` (both eras),
+        `usage` (the native /v1 API) or `tokens_predicted` (the 2023 /completion); a stream's own times
+        (first token, end) and its number of text events (llama.cpp streams a token per event) where the
+        server's are missing."""
+        result = result if isinstance(result, dict) else {}
+        timings = result.get("timings") if isinstance(result.get("timings"), dict) else {}
+        usage_ = result.get("usage") if isinstance(result.get("usage"), dict) else {}
+        tokens = timings.get("predicted_n") or usage_.get("completion_tokens") or result.get("tokens_predicted") \
+            or pieces
+        ttft = (first - started) if first is not None and started is not None else None
+        if ttft is None and timings.get("prompt_ms") is not None:
+            ttft = float(timings["prompt_ms"]) / 1000
+        rate = timings.get("predicted_per_second")
+        if not rate and tokens and first is not None and ended is not None and ended > first:
+            rate = tokens / (ended - first)
+        self.answered(route, ttft, int(tokens) if tokens else None, float(rate) if rate else None)
+
+
+def text_of(event):
+    """The generated text in a stream event of either API (2023 /completion or the /v1 APIs)."""
+    if event.get("content"):
+        return event["content"]
+    for choice in event.get("choices") or []:
+        if isinstance(choice, dict):
+            delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+            if delta.get("content") or choice.get("text"):
+                return delta.get("content") or choice.get("text")
+    return ""
+
+
 # --- the app -------------------------------------------------------------------------------------
 
 class Guard:
@@ -251,8 +339,8 @@ class Guard:
     middleware: Starlette's @app.middleware("http") would pass every streamed chunk through a
     queue of its own (measured: about 10 ms on the first token of a stream)."""
 
-    def __init__(self, app, settings):
-        self.app, self.settings = app, settings
+    def __init__(self, app, settings, metrics):
+        self.app, self.settings, self.metrics = app, settings, metrics
         self.expected = ("Bearer " + settings.api_key).encode() if settings.api_key else None
 
     async def __call__(self, scope, receive, send):
@@ -282,11 +370,14 @@ class Guard:
             if not status:
                 response = APIError(500, "internal error in the OpenAI endpoint", "server_error").response()
                 await response(scope, receive, send_and_note)
-        self.log(method, path, status, started)
+        finally:  # also a stream the client closed before its end (the task is cancelled)
+            self.log(method, path, status, started)
 
-    @staticmethod
-    def log(method, path, status, started):
-        LOG.info("%s %s %d %.0fms", method, path, status[0] if status else 500, (time.monotonic() - started) * 1000)
+    def log(self, method, path, status, started):
+        code = status[0] if status else 500
+        self.metrics.requests.labels(path if path in ROUTES else "other", str(code)).inc()
+        LOG.info("%s %s %d %.0fms", method, path, code, (time.monotonic() - started) * 1000)
+
 
 
 def create_app(settings=None, transport=None):
@@ -294,12 +385,15 @@ def create_app(settings=None, transport=None):
     app = FastAPI(title="edge-llama OpenAI-compatible endpoint", docs_url=None, redoc_url=None, openapi_url=None)
     client = httpx.AsyncClient(base_url=settings.llama_url, transport=transport,
                                timeout=httpx.Timeout(settings.timeout, connect=5.0))
-    app.state.settings, app.state.client = settings, client
+    metrics = Metrics(settings)
+    app.state.settings, app.state.client, app.state.metrics = settings, client, metrics
 
-    app.add_middleware(Guard, settings=settings)
+    app.add_middleware(Guard, settings=settings, metrics=metrics)
 
     @app.exception_handler(APIError)
     async def api_error(_request, exc):
+        if exc.code == "backend_unavailable":
+            metrics.unavailable.inc()
         return exc.response()
 
     @app.exception_handler(HTTPException)
@@ -335,6 +429,10 @@ def create_app(settings=None, transport=None):
             return {"status": "ok", "backend": settings.mode}
         return backend_unavailable(settings, detail).response()
 
+    @app.get("/metrics")
+    async def prometheus_metrics():
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     @app.get("/v1/models")
     @app.get("/models")
     async def models():
@@ -342,7 +440,7 @@ def create_app(settings=None, transport=None):
             {"id": settings.alias, "object": "model", "created": 0, "owned_by": "edge-llama"}]}
 
     async def native(path, body):
-        stream = bool(body.get("stream"))
+        stream, started = bool(body.get("stream")), time.monotonic()
         try:
             request = client.build_request("POST", path, json=body)
             reply = await client.send(request, stream=True)
@@ -365,17 +463,42 @@ def create_app(settings=None, transport=None):
             content = await reply.aread()
             await reply.aclose()
             try:
-                return JSONResponse(content=json.loads(content))
+                result = json.loads(content)
             except ValueError:
                 raise bad_backend_reply() from None
+            metrics.answered_from(path, result)
+            return JSONResponse(content=result)
 
         async def relay():
+            """The server's bytes as they come; its events read on the side for the metrics."""
+            pending, first, final, pieces = b"", None, {}, 0
+            metrics.streams.inc()
             try:
                 async for chunk in reply.aiter_raw():
                     yield chunk
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
+                            continue
+                        try:
+                            event = json.loads(line[6:])
+                        except ValueError:
+                            continue
+                        if isinstance(event, dict) and text_of(event):
+                            first = time.monotonic() if first is None else first
+                            pieces += 1
+                        if isinstance(event, dict) and (event.get("timings") or event.get("usage")):
+                            final = event
             except httpx.HTTPError as exc:
+                metrics.unavailable.inc()
+                first = None  # cut short: not an answer to observe
                 yield sse(stream_error(exc))
             finally:
+                # here also when the client closes the stream at [DONE], before the server's last bytes
+                if first is not None:
+                    metrics.answered_from(path, final, started, first, time.monotonic(), pieces)
+                metrics.streams.dec()
                 await reply.aclose()
 
         return StreamingResponse(relay(), media_type="text/event-stream")
@@ -422,28 +545,37 @@ def create_app(settings=None, transport=None):
         finally:
             await reply.aclose()
 
-    async def translate_stream(reply, piece, opening=None, closing=None):
+    async def translate_stream(reply, piece, route, started, opening=None, closing=None):
         """llama.cpp's /completion events as OpenAI SSE; piece(text, finish_reason) shapes one chunk."""
-        if opening is not None:
-            yield sse(opening)
-        final = {}
+        metrics.streams.inc()
         try:
-            async for event in llama_events(reply):
-                if event.get("content"):
-                    yield sse(piece(event["content"], None))
-                if event.get("stop"):
-                    final = event
-        except httpx.HTTPError as exc:
-            yield sse(stream_error(exc))
-            return
-        yield sse(piece(None, finish_reason(final)))
-        for extra in closing(final) if closing else ():
-            yield sse(extra)
-        yield "data: [DONE]\n\n"
+            if opening is not None:
+                yield sse(opening)
+            final, first, pieces = {}, None, 0
+            try:
+                async for event in llama_events(reply):
+                    if event.get("content"):
+                        yield sse(piece(event["content"], None))
+                        first = time.monotonic() if first is None else first
+                        pieces += 1
+                    if event.get("stop"):
+                        final = event
+            except httpx.HTTPError as exc:
+                metrics.unavailable.inc()
+                yield sse(stream_error(exc))
+                return
+            metrics.answered_from(route, final, started, first, time.monotonic(), pieces)
+            yield sse(piece(None, finish_reason(final)))
+            for extra in closing(final) if closing else ():
+                yield sse(extra)
+            yield "data: [DONE]\n\n"
+        finally:
+            metrics.streams.dec()
 
     @app.post("/v1/chat/completions")
     @app.post("/chat/completions")
     async def chat_completions(request: Request):
+        started = time.monotonic()
         body = await read_json(request)
         messages = validate_messages(body.get("messages"))
         if settings.mode == "native":
@@ -456,6 +588,7 @@ def create_app(settings=None, transport=None):
         base = {"id": ident, "created": created, "model": settings.alias}
         if not stream:
             result = await complete(payload)
+            metrics.answered_from(request.url.path, result)
             return dict(base, object="chat.completion", choices=[{
                 "index": 0, "message": {"role": "assistant", "content": result.get("content", "")},
                 "finish_reason": finish_reason(result), "logprobs": None}], usage=usage(result))
@@ -473,11 +606,13 @@ def create_app(settings=None, transport=None):
 
         opening = dict(chunk, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""},
                                         "finish_reason": None}])
-        return StreamingResponse(translate_stream(reply, piece, opening, closing), media_type="text/event-stream")
+        return StreamingResponse(translate_stream(reply, piece, request.url.path, started, opening, closing),
+                                 media_type="text/event-stream")
 
     @app.post("/v1/completions")
     @app.post("/completions")
     async def completions(request: Request):
+        started = time.monotonic()
         body = await read_json(request)
         prompt = body.get("prompt")
         if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
@@ -493,6 +628,7 @@ def create_app(settings=None, transport=None):
         base = {"id": ident, "created": created, "model": settings.alias, "object": "text_completion"}
         if not stream:
             result = await complete(payload)
+            metrics.answered_from(request.url.path, result)
             return dict(base, choices=[{"index": 0, "text": result.get("content", ""), "logprobs": None,
                                         "finish_reason": finish_reason(result)}], usage=usage(result))
         reply = await open_stream(payload)
@@ -500,7 +636,8 @@ def create_app(settings=None, transport=None):
         def piece(text, finish):
             return dict(base, choices=[{"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}])
 
-        return StreamingResponse(translate_stream(reply, piece), media_type="text/event-stream")
+        return StreamingResponse(translate_stream(reply, piece, request.url.path, started),
+                                 media_type="text/event-stream")
 
     return app
 

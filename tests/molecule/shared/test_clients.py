@@ -347,6 +347,38 @@ def test_curl_streams_server_sent_events(target):
     assert any(c["choices"] and c["choices"][0]["finish_reason"] for c in chunks), chunks[-3:]
 
 
+def scrape(target):
+    """The endpoint's GET /metrics (with the key when the host has one), parsed by prometheus-client."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    rc, status, body, err = curl(target, "http://127.0.0.1:%d/metrics" % target.openai_port, api_key=target.api_key)
+    assert rc == 0 and status == 200, (rc, status, body[-2000:], err)
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(body) for sample in family.samples}
+
+
+def test_metrics_count_a_stream_and_name_the_serving_release(host, target):
+    """One streamed chat through curl moves the request counter, adds a time-to-first-token and a
+    tokens observation, and the release info names the commit and model the release record says serve."""
+    route = "/v1/chat/completions"
+    requests = ("edge_llama_openai_requests_total", frozenset({"route": route, "status": "200"}.items()))
+    ttft = ("edge_llama_openai_time_to_first_token_seconds_count", frozenset({"route": route}.items()))
+    tokens = ("edge_llama_openai_completion_tokens_sum", frozenset({"route": route}.items()))
+    before = scrape(target)
+    rc, status, body, err = curl(target, target.base_url() + "/chat/completions", "-N",
+                                 *post_json(dict(CURL_CHAT, stream=True)), api_key=target.api_key)
+    assert rc == 0 and status == 200, (rc, status, body[-2000:], err)
+    after = scrape(target)
+    assert after[requests] == before.get(requests, 0) + 1, (before.get(requests), after.get(requests))
+    assert after[ttft] == before.get(ttft, 0) + 1
+    assert after[tokens] > before.get(tokens, 0)
+    assert after[("edge_llama_openai_streams_in_flight", frozenset())] == 0
+    serving = json.loads(host.file("/etc/ansible/facts.d/edge_llama_release.fact").content_string)["releases"][0]
+    (info,) = [dict(labels) for name, labels in after if name == "edge_llama_release_info"]
+    assert info["commit"] == serving["commit"] and info["model"] == os.path.basename(serving["model_path"]), info
+    assert info["sha256"] == serving["model_sha256"], info
+
+
 # --- d. a browser --------------------------------------------------------------------------------
 
 def test_browser_chat_answers_and_clears(target):
