@@ -24,9 +24,7 @@ The settings of roles/edge_llama_defaults (the defaults several roles read) are 
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import json
 import os
 
 import ansible.module_utils
@@ -43,37 +41,8 @@ _rules = importlib.import_module("ansible.module_utils.edge_llama_inputs")
 
 
 SHARED_DEFAULTS = "edge_llama_defaults"
-# How a run goes, not what it leaves on a host: not part of the fingerprint.
-RUN_CONTROL = {"edge_llama_serial", "edge_llama_max_fail_percentage", "edge_llama_connect_timeout"}
-# The code that decides what a run leaves on a host, relative to the checkout's root (this file's parent's).
-CODE = ("site.yml", "playbooks", "roles", "library", "module_utils", "action_plugins", "filter_plugins")
-_code_digest = {}
-
-
-def code_digest(root=None):
-    """SHA-256 of the names and contents of edge-llama's code in this checkout (once per process)."""
-    root = root or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if root not in _code_digest:
-        digest = hashlib.sha256()
-        for top in CODE:
-            base = os.path.join(root, top)
-            paths = [base] if os.path.isfile(base) else []
-            for folder, dirs, files in os.walk(base):
-                dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-                paths += [os.path.join(folder, f) for f in sorted(files) if not f.endswith(".pyc")]
-            for path in paths:
-                digest.update(os.path.relpath(path, root).encode() + b"\0")
-                with open(path, "rb") as handle:
-                    digest.update(hashlib.sha256(handle.read()).digest())
-        _code_digest[root] = digest.hexdigest()
-    return _code_digest[root]
-
-
-def fingerprint(values, unresolved, code):
-    """One SHA-256 of the settings' values (JSON, keys sorted) and the code."""
-    kept = {k: v for k, v in values.items() if k not in RUN_CONTROL}
-    text = json.dumps({"values": kept, "unresolved": sorted(unresolved), "code": code}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+# The checkout's root (this file's parent's parent): its code is part of the fingerprint.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class ActionModule(ActionBase):
@@ -128,7 +97,8 @@ class ActionModule(ActionBase):
         result["problems"] = [dict(p) for p in problems]
         # What the services will bind, for the port check on the host (no secrets in it).
         result["binds"] = [] if problems else _rules.binds(typed, extra_ports)
-        result["fingerprint"] = fingerprint(values, [u.split(" ")[0] for u in unresolved], code_digest())
+        result["fingerprint"] = _rules.fingerprint(values, [u.split(" ")[0] for u in unresolved],
+                                                   _rules.code_digest(ROOT))
         result["last_run_inputs"] = {
             "llama_cpp_repo_url": values.get("llama_cpp_repo_url"),
             "llama_cpp_version": values.get("llama_cpp_version"),

@@ -14,7 +14,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import ipaddress
+import json
+import os
 import re
 
 try:  # Python 3
@@ -266,3 +269,37 @@ def binds(typed, extra_ports=()):
     }
     return [{"name": name, "port": typed[name], "address": where[name] or "127.0.0.1"}
             for name in SERVICE_PORTS + tuple(extra_ports) if name in typed]
+
+
+# --- the fingerprint of a run's inputs (what a re-run compares with the last complete run) ---------
+
+# How a run goes, not what it leaves on a host: not part of the fingerprint.
+RUN_CONTROL = {"edge_llama_serial", "edge_llama_max_fail_percentage", "edge_llama_connect_timeout"}
+# The code that decides what a run leaves on a host, relative to the checkout's root.
+CODE = ("site.yml", "playbooks", "roles", "library", "module_utils", "action_plugins", "filter_plugins")
+_code_digest = {}
+
+
+def code_digest(root):
+    """SHA-256 of the names and contents of edge-llama's code in the checkout at root (once per process)."""
+    if root not in _code_digest:
+        digest = hashlib.sha256()
+        for top in CODE:
+            base = os.path.join(root, top)
+            paths = [base] if os.path.isfile(base) else []
+            for folder, dirs, files in os.walk(base):
+                dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+                paths += [os.path.join(folder, f) for f in sorted(files) if not f.endswith(".pyc")]
+            for path in paths:
+                digest.update(os.path.relpath(path, root).encode() + b"\0")
+                with open(path, "rb") as handle:
+                    digest.update(hashlib.sha256(handle.read()).digest())
+        _code_digest[root] = digest.hexdigest()
+    return _code_digest[root]
+
+
+def fingerprint(values, unresolved, code):
+    """One SHA-256 of the settings' values (JSON, keys sorted) and the code."""
+    kept = {k: v for k, v in values.items() if k not in RUN_CONTROL}
+    text = json.dumps({"values": kept, "unresolved": sorted(unresolved), "code": code}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
