@@ -123,28 +123,10 @@ gate:
 """
 
 import json
-import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils import edge_llama_last_run as last_run
-
-
-def _write(path, record):
-    directory = os.path.dirname(path) or "."
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=".edge-llama-last-run.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(record, handle, indent=1, sort_keys=True)
-            handle.write("\n")
-        os.chmod(temp, 0o600)
-        os.rename(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+from ansible.module_utils.edge_llama_store import write_json_atomic
 
 
 def main():
@@ -186,7 +168,7 @@ def main():
     # differs only there is rewritten without counting as a change.
     changed = dict(new, reports=None) != dict(record or {}, reports=None)
     if new != record and not module.check_mode:
-        _write(params["path"], new)
+        write_json_atomic(params["path"], new, mode=0o600)  # the reports and the gate: root only
     module.exit_json(changed=changed, unchanged=False, reasons=[], reports={}, gate={})
 
 

@@ -20,10 +20,11 @@ __metaclass__ = type
 
 import glob
 import hashlib
-import json
 import os
 import pwd
 import re
+
+from ansible.module_utils.edge_llama_store import read_json
 
 RECORD = "/etc/ansible/facts.d/edge_llama_last_run.fact"
 VERSION = 1
@@ -204,11 +205,8 @@ def make_record(fingerprint, spec, observed, remote=None, reports=None, gate=Non
 
 
 def read(path=RECORD):
-    try:
-        with open(path) as handle:
-            record = json.load(handle)
-    except (OSError, ValueError):
-        return None
+    """The record at path, or None when it is missing, unreadable or of another version."""
+    record = read_json(path)
     return record if isinstance(record, dict) and record.get("version") == VERSION else None
 
 
