@@ -15,8 +15,6 @@ from services_apps import load
 from test_openai_api import MESSAGES, RECORDED_E519621_JSON, RECORDED_E519621_STREAM
 
 api = load("openai_api")
-RELEASE = {"EDGE_LLAMA_RELEASE_COMMIT": "e519621" + "0" * 33,
-           "EDGE_LLAMA_RELEASE_MODEL": "llama-2-70b-chat.Q4_K_M.gguf", "EDGE_LLAMA_RELEASE_SHA256": "c" * 64}
 
 
 def samples(text):
@@ -41,7 +39,7 @@ def recorded():
             return httpx.Response(200, content=RECORDED_E519621_STREAM, headers={"Content-Type": "text/event-stream"})
         return httpx.Response(200, content=RECORDED_E519621_JSON, headers={"Content-Type": "application/json"})
 
-    settings = api.Settings(dict(RELEASE, EDGE_LLAMA_LLAMA_URL="http://llama.invalid:8080"))
+    settings = api.Settings({"EDGE_LLAMA_LLAMA_URL": "http://llama.invalid:8080"})
     app = api.create_app(settings, transport=httpx.MockTransport(handler))
     with TestClient(app, base_url="http://testserver") as http:
         sdk = openai.OpenAI(base_url="http://testserver/v1", api_key="x", max_retries=0, http_client=http)
@@ -84,13 +82,6 @@ def test_an_answer_not_streamed_is_observed_from_what_the_server_reported(record
     assert value(after, "edge_llama_openai_completion_tokens_sum", route="/v1/completions") == 4  # tokens_predicted
     # the trimmed recording has no timings: no time to first token is made up
     assert value(after, "edge_llama_openai_time_to_first_token_seconds_count", route="/v1/completions") is None
-
-
-def test_the_release_that_serves_is_an_info_metric(recorded):
-    _, http = recorded
-    info = value(scrape(http), "edge_llama_release_info", commit=RELEASE["EDGE_LLAMA_RELEASE_COMMIT"],
-                 model="llama-2-70b-chat.Q4_K_M.gguf", sha256="c" * 64, backend="completion")
-    assert info == 1
 
 
 def test_unknown_paths_are_one_series_and_a_backend_that_is_down_is_counted():

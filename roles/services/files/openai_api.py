@@ -21,14 +21,12 @@ un-prefixed paths the tutorial used), SSE events separated by a blank line and e
 Configuration (environment, usually /etc/edge-llama/openai-api.env):
   EDGE_LLAMA_API_HOST (127.0.0.1), EDGE_LLAMA_API_PORT (8081), EDGE_LLAMA_LLAMA_URL
   (http://127.0.0.1:8080), EDGE_LLAMA_BACKEND_MODE (completion|native), EDGE_LLAMA_CHAT_TEMPLATE
-  (llama2|chatml), EDGE_LLAMA_MODEL_ALIAS (llama_2), EDGE_LLAMA_API_KEY (empty: no key),
-  EDGE_LLAMA_RELEASE_COMMIT, EDGE_LLAMA_RELEASE_MODEL, EDGE_LLAMA_RELEASE_SHA256 (the release that serves,
-  for the edge_llama_release_info metric).
+  (llama2|chatml), EDGE_LLAMA_MODEL_ALIAS (llama_2), EDGE_LLAMA_API_KEY (empty: no key).
 
 GET /metrics: the endpoint's own metrics in Prometheus' text format (prometheus-client), behind the same
 API key as the API: requests by route and status, time to first token, tokens per request and tokens/s
-(histograms, by route), streams in flight, answers refused because the model server was unavailable, and
-the release as an info metric. Time to first token: a stream's first token as the client gets it; for an
+(histograms, by route), streams in flight, and answers refused because the model server was unavailable.
+Time to first token: a stream's first token as the client gets it; for an
 answer that is not streamed, the model server's own prompt time (`timings.prompt_ms`) where it reports
 it. Tokens/s: the model server's own figure (`timings.predicted_per_second`) where it reports it, else
 the tokens over the time from the first token to the last.
@@ -46,7 +44,7 @@ import uuid
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException
 
 LOG = logging.getLogger("edge-llama-openai")
@@ -66,9 +64,6 @@ class Settings:
         self.alias = env.get("EDGE_LLAMA_MODEL_ALIAS", "llama_2")
         self.api_key = env.get("EDGE_LLAMA_API_KEY", "")
         self.timeout = float(env.get("EDGE_LLAMA_TIMEOUT", "600"))
-        self.release = {"commit": env.get("EDGE_LLAMA_RELEASE_COMMIT", ""),
-                        "model": env.get("EDGE_LLAMA_RELEASE_MODEL", ""),
-                        "sha256": env.get("EDGE_LLAMA_RELEASE_SHA256", "")}
         if self.mode not in ("completion", "native"):
             raise SystemExit("EDGE_LLAMA_BACKEND_MODE must be completion or native, not %r" % self.mode)
         if self.template not in TEMPLATES:
@@ -290,8 +285,6 @@ class Metrics:
         self.unavailable = Counter("edge_llama_openai_backend_unavailable",
                                    "Requests refused or streams cut because the model server did not answer",
                                    registry=registry)
-        Info("edge_llama_release", "The release that serves (llama.cpp commit, model file, its SHA-256) and the "
-             "endpoint's backend mode", registry=registry).info(dict(settings.release, backend=settings.mode))
 
     def answered(self, route, ttft=None, tokens=None, tokens_per_second=None):
         if ttft is not None and ttft >= 0:
