@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from fake_llama import FakeLlama
 from services_apps import load
-from test_openai_api import MESSAGES, RECORDED_E519621_JSON, RECORDED_E519621_STREAM
+from test_openai_api import MESSAGES, recorded  # noqa: F401 (the fixture: the recorded 2023 server)
 
 api = load("openai_api")
 
@@ -30,22 +30,6 @@ def value(scrape, name, **labels):
     return scrape.get((name, frozenset(labels.items())))
 
 
-@pytest.fixture
-def recorded():
-    def handler(request):
-        if request.url.path != "/completion":
-            return httpx.Response(404)
-        if b'"stream": true' in request.content or b'"stream":true' in request.content:
-            return httpx.Response(200, content=RECORDED_E519621_STREAM, headers={"Content-Type": "text/event-stream"})
-        return httpx.Response(200, content=RECORDED_E519621_JSON, headers={"Content-Type": "application/json"})
-
-    settings = api.Settings({"EDGE_LLAMA_LLAMA_URL": "http://llama.invalid:8080"})
-    app = api.create_app(settings, transport=httpx.MockTransport(handler))
-    with TestClient(app, base_url="http://testserver") as http:
-        sdk = openai.OpenAI(base_url="http://testserver/v1", api_key="x", max_retries=0, http_client=http)
-        yield sdk, http
-
-
 def scrape(http, **headers):
     reply = http.get("/metrics", headers=headers)
     assert reply.status_code == 200, reply.text
@@ -53,8 +37,8 @@ def scrape(http, **headers):
     return samples(reply.text)
 
 
-def test_a_streamed_chat_counts_and_observes_the_2023_servers_own_figures(recorded):
-    sdk, http = recorded
+def test_a_streamed_chat_counts_and_observes_the_2023_servers_own_figures(recorded):  # noqa: F811
+    sdk, http, _sent = recorded
     before = scrape(http)
     assert value(before, "edge_llama_openai_requests_total", route="/v1/chat/completions", status="200") is None
     assert value(before, "edge_llama_openai_streams_in_flight") == 0
@@ -74,8 +58,8 @@ def test_a_streamed_chat_counts_and_observes_the_2023_servers_own_figures(record
     assert value(after, "edge_llama_openai_requests_total", route="/metrics", status="200") == 1
 
 
-def test_an_answer_not_streamed_is_observed_from_what_the_server_reported(recorded):
-    sdk, http = recorded
+def test_an_answer_not_streamed_is_observed_from_what_the_server_reported(recorded):  # noqa: F811
+    sdk, http, _sent = recorded
     sdk.completions.create(model="llama_2", prompt="Paris is", max_tokens=4)
     after = scrape(http)
     assert value(after, "edge_llama_openai_requests_total", route="/v1/completions", status="200") == 1
