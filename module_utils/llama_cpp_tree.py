@@ -157,6 +157,8 @@ def detect(root):
         # --reuse-port: the new server binds while the old one's connections drain (an upgrade's outage is
         # the model load, not TIME_WAIT's 60 s).
         "reuse_port": '"--reuse-port"' in args_text,
+        # --metrics: the server's own Prometheus metrics on GET /metrics (b2258, 2024-02 on).
+        "metrics": '"--metrics"' in args_text,
     }
     features["bind_options"] = bind_options(root, server_dir, features["reuse_port"])
     # How the CPU code can be built for machines other than the build host: the native switch

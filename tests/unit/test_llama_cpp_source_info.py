@@ -20,7 +20,7 @@ def test_tutorial_commit_builds_with_make_into_server(run_module):
     assert result["features"] == {
         "health": False, "native_openai": False, "api_like_oai": True, "model_json": True, "api_key": False,
         # cpp-httplib's default at e519621 on Linux: SO_REUSEPORT alone (examples/server/httplib.h).
-        "reuse_port": False, "bind_options": ["SO_REUSEPORT"],
+        "reuse_port": False, "bind_options": ["SO_REUSEPORT"], "metrics": False,
     }
 
 
@@ -37,6 +37,8 @@ def test_current_tree_builds_with_cmake_into_llama_server(run_module):
     assert result["features"]["model_json"] is False
     # server-http.cpp sets SO_REUSEADDR itself, and SO_REUSEPORT with --reuse-port, which the role passes.
     assert result["features"]["reuse_port"] is True
+    # --metrics (GET /metrics in Prometheus' format): llama.cpp b2258 (2024-02) and later.
+    assert result["features"]["metrics"] is True
     assert result["features"]["bind_options"] == ["SO_REUSEADDR", "SO_REUSEPORT"]
 
 
