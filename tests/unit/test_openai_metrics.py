@@ -115,3 +115,73 @@ def test_a_native_stream_is_observed_as_it_is_relayed():
     assert value(after, "edge_llama_openai_completion_tokens_sum", route=route) == 10
     assert value(after, "edge_llama_openai_tokens_per_second_count", route=route) == 1
     assert value(after, "edge_llama_openai_streams_in_flight") == 0
+
+
+# llama.cpp's /metrics with --metrics (names as tools/server/server.cpp prints them) and the 501 it answers
+# without; the node exporter's page. The endpoint passes both through behind its key.
+LLAMA_METRICS = ("# HELP llamacpp:prompt_tokens_total Number of prompt tokens processed.\n"
+                 "# TYPE llamacpp:prompt_tokens_total counter\nllamacpp:prompt_tokens_total 12\n"
+                 "# HELP llamacpp:tokens_predicted_total Number of generation tokens processed.\n"
+                 "# TYPE llamacpp:tokens_predicted_total counter\nllamacpp:tokens_predicted_total 34\n")
+NODE_METRICS = ("# HELP edge_llama_gpu_query_success Whether nvidia-smi answered the last query\n"
+                "# TYPE edge_llama_gpu_query_success gauge\nedge_llama_gpu_query_success 0\n")
+
+
+def exporters(llama_status=200):
+    asked = []
+
+    def answer(request):
+        asked.append(str(request.url))
+        if request.url.port == 9100:
+            return httpx.Response(200, text=NODE_METRICS, headers={"content-type": "text/plain; version=0.0.4"})
+        if request.url.path == "/metrics" and llama_status == 200:
+            return httpx.Response(200, text=LLAMA_METRICS, headers={"content-type": "text/plain; version=0.0.4"})
+        return httpx.Response(llama_status, json={"error": {"code": 501, "message": "This server does not "
+                                                            "support metrics endpoint."}})
+    return answer, asked
+
+
+def test_llama_cpp_and_node_exporter_metrics_pass_through_behind_the_key():
+    answer, asked = exporters()
+    settings = api.Settings({"EDGE_LLAMA_LLAMA_URL": "http://127.0.0.1:8080", "EDGE_LLAMA_API_KEY": "k-123",
+                             "EDGE_LLAMA_NODE_METRICS_URL": "http://127.0.0.1:9100/metrics"})
+    app = api.create_app(settings, transport=httpx.MockTransport(answer))
+    with TestClient(app, base_url="http://testserver") as http:
+        assert http.get("/metrics/llama").status_code == 401
+        assert http.get("/metrics/node").status_code == 401
+        assert asked == []  # nothing is fetched for a client without the key
+        key = {"Authorization": "Bearer k-123"}
+        llama = http.get("/metrics/llama", headers=key)
+        node = http.get("/metrics/node", headers=key)
+        after = scrape(http, **key)
+    assert llama.status_code == 200 and samples(llama.text)[("llamacpp:tokens_predicted_total", frozenset())] == 34
+    assert node.status_code == 200 and samples(node.text)[("edge_llama_gpu_query_success", frozenset())] == 0
+    assert asked == ["http://127.0.0.1:8080/metrics", "http://127.0.0.1:9100/metrics"]
+    assert value(after, "edge_llama_openai_requests_total", route="/metrics/llama", status="200") == 1
+    assert value(after, "edge_llama_openai_requests_total", route="/metrics/node", status="401") == 1
+
+
+def test_a_build_without_metrics_and_a_host_without_node_exporter_say_so():
+    answer, _asked = exporters(llama_status=501)
+    settings = api.Settings({"EDGE_LLAMA_LLAMA_URL": "http://127.0.0.1:8080"})
+    app = api.create_app(settings, transport=httpx.MockTransport(answer))
+    with TestClient(app, base_url="http://testserver") as http:
+        llama = http.get("/metrics/llama")
+        node = http.get("/metrics/node")
+    assert llama.status_code == 404 and "b2258" in llama.json()["error"]["message"]
+    assert node.status_code == 404 and "metrics_node_exporter" in node.json()["error"]["message"]
+    assert llama.json()["error"]["code"] == node.json()["error"]["code"] == "metrics_not_served"
+
+
+def test_an_exporter_that_does_not_answer_is_a_503_not_a_stack_trace():
+    def refuse(request):
+        raise httpx.ConnectError("refused", request=request)
+
+    settings = api.Settings({"EDGE_LLAMA_LLAMA_URL": "http://127.0.0.1:9",
+                             "EDGE_LLAMA_NODE_METRICS_URL": "http://127.0.0.1:9/metrics"})
+    app = api.create_app(settings, transport=httpx.MockTransport(refuse))
+    with TestClient(app, base_url="http://testserver") as http:
+        reply = http.get("/metrics/node")
+    assert reply.status_code == 503
+    assert reply.json()["error"]["message"] == ("the node exporter did not answer at http://127.0.0.1:9/metrics "
+                                                "(ConnectError)")

@@ -21,15 +21,19 @@ un-prefixed paths the tutorial used), SSE events separated by a blank line and e
 Configuration (environment, usually /etc/edge-llama/openai-api.env):
   EDGE_LLAMA_API_HOST (127.0.0.1), EDGE_LLAMA_API_PORT (8081), EDGE_LLAMA_LLAMA_URL
   (http://127.0.0.1:8080), EDGE_LLAMA_BACKEND_MODE (completion|native), EDGE_LLAMA_CHAT_TEMPLATE
-  (llama2|chatml), EDGE_LLAMA_MODEL_ALIAS (llama_2), EDGE_LLAMA_API_KEY (empty: no key).
+  (llama2|chatml), EDGE_LLAMA_MODEL_ALIAS (llama_2), EDGE_LLAMA_API_KEY (empty: no key),
+  EDGE_LLAMA_NODE_METRICS_URL (empty: no node exporter on this host).
 
 GET /metrics: the endpoint's own metrics in Prometheus' text format (prometheus-client), behind the same
-API key as the API: requests by route and status, time to first token, tokens per request and tokens/s
-(histograms, by route), streams in flight, and answers refused because the model server was unavailable.
-Time to first token: a stream's first token as the client gets it; for an
-answer that is not streamed, the model server's own prompt time (`timings.prompt_ms`) where it reports
-it. Tokens/s: the model server's own figure (`timings.predicted_per_second`) where it reports it, else
-the tokens over the time from the first token to the last.
+API key as the API (GET /metrics/llama: llama.cpp's own metrics where its build serves them, passed
+through; GET /metrics/node: the host's node exporter at EDGE_LLAMA_NODE_METRICS_URL, passed through, so
+a site's Prometheus reaches all three on the one port and key): requests by route and status,
+time to first token, tokens per request and tokens/s (histograms, by route), streams in flight, and
+answers refused because the model server was unavailable.
+Time to first token: a stream's first token as the client gets it; for an answer that is not streamed,
+the model server's own prompt time (`timings.prompt_ms`) where it reports it. Tokens/s: the model
+server's own figure (`timings.predicted_per_second`) where it reports it, else the tokens over the time
+from the first token to the last.
 """
 
 import hmac
@@ -63,6 +67,7 @@ class Settings:
         self.template = env.get("EDGE_LLAMA_CHAT_TEMPLATE", "llama2")
         self.alias = env.get("EDGE_LLAMA_MODEL_ALIAS", "llama_2")
         self.api_key = env.get("EDGE_LLAMA_API_KEY", "")
+        self.node_metrics_url = env.get("EDGE_LLAMA_NODE_METRICS_URL", "")
         self.timeout = float(env.get("EDGE_LLAMA_TIMEOUT", "600"))
         if self.mode not in ("completion", "native"):
             raise SystemExit("EDGE_LLAMA_BACKEND_MODE must be completion or native, not %r" % self.mode)
@@ -258,7 +263,7 @@ def stream_error(exc):
 # The routes the metrics name (anything else, an unknown path among them, is counted as "other": a client
 # must not be able to grow the series without bound).
 ROUTES = ("/v1/chat/completions", "/chat/completions", "/v1/completions", "/completions", "/v1/models",
-          "/models", "/health", "/metrics")
+          "/models", "/health", "/metrics", "/metrics/llama", "/metrics/node")
 
 
 class Metrics:
@@ -425,6 +430,33 @@ def create_app(settings=None, transport=None):
     @app.get("/metrics")
     async def prometheus_metrics():
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def passed_through(url, what, advice):
+        """Another exporter's page on this host, as it answered (a site's Prometheus reaches it here)."""
+        try:
+            reply = await client.get(url, timeout=10.0)
+        except httpx.HTTPError as exc:
+            raise APIError(503, "%s did not answer at %s (%s)" % (what, url, type(exc).__name__),
+                           "server_error", "metrics_unavailable") from None
+        if reply.status_code in (404, 501):  # llama.cpp without --metrics answers 501
+            raise APIError(404, "%s serves no metrics here: %s" % (what, advice), "invalid_request_error",
+                           "metrics_not_served")
+        if reply.status_code != 200:
+            raise APIError(502, "%s answered HTTP %d at %s" % (what, reply.status_code, url), "server_error",
+                           "metrics_unavailable")
+        return Response(reply.content, media_type=reply.headers.get("content-type", CONTENT_TYPE_LATEST))
+
+    @app.get("/metrics/llama")
+    async def llama_metrics():
+        return await passed_through(settings.llama_url + "/metrics", "llama.cpp's server",
+                                    "its build has no --metrics (llama.cpp b2258, 2024-02, and later have it)")
+
+    @app.get("/metrics/node")
+    async def node_metrics():
+        if not settings.node_metrics_url:
+            raise APIError(404, "no node exporter on this appliance (metrics_node_exporter is off)",
+                           "invalid_request_error", "metrics_not_served")
+        return await passed_through(settings.node_metrics_url, "the node exporter", "it is not running")
 
     @app.get("/v1/models")
     @app.get("/models")
