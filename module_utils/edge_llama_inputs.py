@@ -36,6 +36,8 @@ RANGES = {
     "services_openai_port": (1, 65535, "8081"),
     "services_chat_port": (1, 65535, "7860"),
     "hf_mirror_port": (1, 65535, "8090"),
+    "metrics_node_exporter_port": (1, 65535, "9100"),
+    "metrics_expected_tokens_per_second": (0, None, "0 (the last health gate's figure)"),
     "services_llama_ctx_size": (64, 1048576, "4096"),
     "services_llama_n_gpu_layers": (0, None, "1000 (all layers)"),
     "services_llama_threads": (0, 4096, "0 (llama.cpp chooses)"),
@@ -266,6 +268,7 @@ def binds(typed, extra_ports=()):
         "services_openai_port": typed.get("services_lan_address") if lan else typed.get("services_openai_host"),
         "services_chat_port": typed.get("services_lan_address") if lan else typed.get("services_chat_host"),
         "hf_mirror_port": typed.get("hf_mirror_listen", "0.0.0.0"),
+        "metrics_node_exporter_port": "127.0.0.1",
     }
     return [{"name": name, "port": typed[name], "address": where[name] or "127.0.0.1"}
             for name in SERVICE_PORTS + tuple(extra_ports) if name in typed]
