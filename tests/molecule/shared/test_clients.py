@@ -375,6 +375,70 @@ def test_metrics_count_a_stream(target):
     assert after[("edge_llama_openai_streams_in_flight", frozenset())] == 0
 
 
+def exporter_page(target, path):
+    """One of the pages the endpoint passes through (/metrics/llama, /metrics/node), with the key."""
+    rc, status, body, err = curl(target, "http://127.0.0.1:%d%s" % (target.openai_port, path), api_key=target.api_key)
+    assert rc == 0, (rc, err)
+    return status, body
+
+
+def parsed(body):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(body) for sample in family.samples}
+
+
+def serving_release(host):
+    return json.loads(host.file("/etc/ansible/facts.d/edge_llama_release.fact").content_string)["releases"][0]
+
+
+def test_llama_cpp_metrics_where_the_build_serves_them(host, target):
+    """llama.cpp's own /metrics, through the endpoint: counting where the release's tree has --metrics
+    (detected from the tree), a 404 that says why where it has not (the tutorial's e519621)."""
+    release = serving_release(host)
+    status, body = exporter_page(target, "/metrics/llama")
+    if not release["features"].get("metrics"):
+        assert status == 404 and "b2258" in openai_error(body)["message"], (status, body[:500])
+        return
+    assert status == 200, body[:500]
+    predicted = ("llamacpp:tokens_predicted_total", frozenset())
+    before = parsed(body)[predicted]
+    rc, status, body, err = curl(target, target.base_url() + "/chat/completions", *post_json(CURL_CHAT),
+                                 api_key=target.api_key)
+    assert rc == 0 and status == 200, (rc, status, body[-2000:], err)
+    answered = json.loads(body)["usage"]["completion_tokens"]
+    status, body = exporter_page(target, "/metrics/llama")
+    assert status == 200
+    assert parsed(body)[predicted] >= before + answered > before, (before, answered, parsed(body)[predicted])
+
+
+def test_node_exporter_names_the_serving_release_and_stays_on_loopback(host, target):
+    """The node exporter (Debian's), through the endpoint: the host's series and edge-llama's textfile
+    series, whose release info names the commit and model that serve (the collector runs every 15 s).
+    The test hosts have no nvidia-smi: the GPU collector says so (edge_llama_gpu_query_success 0); its
+    GPU series are checked on captured real-device output in tests/unit/test_metrics_textfile.py."""
+    release = serving_release(host)
+    wanted = {"commit": release["commit"][:12], "model": os.path.basename(release["model_path"]),
+              "model_sha256": release["model_sha256"], "state": "serving"}
+    deadline, found = time.monotonic() + 45, {}
+    while time.monotonic() < deadline:
+        status, body = exporter_page(target, "/metrics/node")
+        assert status == 200, body[:500]
+        found = parsed(body)
+        if found.get(("edge_llama_release_info", frozenset(wanted.items()))) == 1:
+            break
+        time.sleep(3)
+    serving = [dict(k[1]) for k in found if k[0] == "edge_llama_release_info" and dict(k[1])["state"] == "serving"]
+    assert serving == [wanted], serving
+    assert found[("edge_llama_gpu_query_success", frozenset())] == 0
+    assert ("node_load1", frozenset()) in found
+    assert host.file("/etc/systemd/system/prometheus-node-exporter.service.d/edge-llama.conf").exists
+    # Loopback only: from the LAN the port is refused (curl's rc 7), exposed host or not.
+    rc, status, body, err = curl(target, "http://%s:9100/metrics" % target.ip, lan=True)
+    assert rc == 7, "the node exporter on %s answered the LAN: rc %d, HTTP %s %s" % (target.name, rc, status, err)
+
+
 # --- d. a browser --------------------------------------------------------------------------------
 
 def test_browser_chat_answers_and_clears(target):
