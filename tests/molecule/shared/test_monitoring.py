@@ -79,7 +79,8 @@ def test_prometheus_scrapes_the_appliances_it_can_reach_with_their_keys():
 
     found = wait_for("the endpoint and node jobs of orin-a and orin-b up", all_up, 60)
     assert {appliance_ for _job, appliance_ in found} == {A, B}  # c and d: loopback only
-    assert found[("edge_llama_openai", B)]["scrapeUrl"].startswith("http://10.88.7.12:")
+    address = appliance.host_vars_of(B)["ansible_host"]
+    assert found[("edge_llama_openai", B)]["scrapeUrl"].startswith("http://%s:" % address)
     # The release info of both, as Prometheus stored it: what the dashboard shows.
     result = prometheus("/api/v1/query?query=edge_llama_release_info%7Bstate%3D%22serving%22%7D")["result"]
     serving = {r["metric"]["appliance"]: r["metric"]["commit"] for r in result}
