@@ -90,6 +90,15 @@ class ActionModule(ActionBase):
                     unresolved.append("%s (%s)" % (name, type(exc).__name__))
                     continue
                 specs[name] = spec
+        # The run's own switches, where set (-e or inventory): checked, kept out of the fingerprint.
+        for name, spec in _rules.RUN_CONTROL_SPECS.items():
+            if name in task_vars:
+                try:
+                    values[name] = self._templar.template(task_vars[name])
+                except Exception as exc:  # noqa: BLE001 (reported like an unresolved setting)
+                    unresolved.append("%s (%s)" % (name, type(exc).__name__))
+                    continue
+                specs[name] = spec
         problems, typed = _rules.check(values, specs, extra_ports=extra_ports)
         result["changed"] = False
         result["checked"] = sorted(specs)

@@ -52,7 +52,18 @@ RANGES = {
     "preflight_overhead_mib": (0, None, "512"),
     "preflight_memory_reserve_mib": (0, None, "1024"),
     "nvidia_cuda_reboot_timeout": (1, 86400, "900"),
+    "edge_llama_max_fail_percentage": (0, 100, "0 (stop at the first failed host)"),
+    "edge_llama_connect_timeout": (1, 3600, "30"),
 }
+# How a run goes (site.yml's switches, no role's settings): checked like the roles' settings when they
+# are set, never part of the fingerprint (RUN_CONTROL below).
+RUN_CONTROL_SPECS = {
+    "edge_llama_full_run": {"type": "bool"},
+    "edge_llama_serial": {"type": "raw"},
+    "edge_llama_max_fail_percentage": {"type": "int", "default": 0},
+    "edge_llama_connect_timeout": {"type": "int", "default": 30},
+}
+_BATCH = re.compile(r"^([1-9][0-9]*|([1-9][0-9]?|100)%)$")
 FILE_NAMES = ("model_filename",)
 REPO_IDS = ("model_repo_id",)
 GIT_REFS = ("llama_cpp_version",)
@@ -130,6 +141,8 @@ def check_type(name, value, spec):
             elif not isinstance(value, (list, tuple)):
                 raise ValueError("not a list")
             value = list(value)
+        elif kind == "raw":
+            pass
         elif kind == "dict":
             if not isinstance(value, dict):
                 raise ValueError("not a mapping")
@@ -238,6 +251,13 @@ def check(values, specs, extra_ports=()):
     for name in ADDRESSES:
         if name in typed and _address(typed[name]):
             problems.append(Problem(name, values[name], _address(typed[name]), "127.0.0.1"))
+    if "edge_llama_serial" in typed:
+        batches = typed["edge_llama_serial"]
+        batches = batches if isinstance(batches, list) else [batches]
+        if not batches or any(isinstance(b, bool) or not _BATCH.match(str(b).strip()) for b in batches):
+            problems.append(Problem("edge_llama_serial", values["edge_llama_serial"],
+                                    "batch sizes: a number of hosts or a percentage, or a list of them",
+                                    '[1, "25%"] (a canary, then a quarter at a time)'))
     arch = typed.get("llama_cpp_cuda_architecture")
     if arch and not re.match(r"^[0-9]{2,3}[a-z]?$", arch):
         problems.append(Problem("llama_cpp_cuda_architecture", arch, "a CUDA architecture without sm_", "86"))
@@ -277,7 +297,7 @@ def binds(typed, extra_ports=()):
 # --- the fingerprint of a run's inputs (what a re-run compares with the last complete run) ---------
 
 # How a run goes, not what it leaves on a host: not part of the fingerprint.
-RUN_CONTROL = {"edge_llama_serial", "edge_llama_max_fail_percentage", "edge_llama_connect_timeout"}
+RUN_CONTROL = set(RUN_CONTROL_SPECS)
 # The code that decides what a run leaves on a host, relative to the checkout's root.
 CODE = ("site.yml", "playbooks", "roles", "library", "module_utils", "action_plugins", "filter_plugins")
 _code_digest = {}
@@ -304,5 +324,6 @@ def code_digest(root):
 def fingerprint(values, unresolved, code):
     """One SHA-256 of the settings' values (JSON, keys sorted) and the code."""
     kept = {k: v for k, v in values.items() if k not in RUN_CONTROL}
-    text = json.dumps({"values": kept, "unresolved": sorted(unresolved), "code": code}, sort_keys=True, default=str)
+    unresolved = sorted(u for u in unresolved if u not in RUN_CONTROL)
+    text = json.dumps({"values": kept, "unresolved": unresolved, "code": code}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()

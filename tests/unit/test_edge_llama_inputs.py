@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ansible.module_utils.edge_llama_inputs import check
+from ansible.module_utils.edge_llama_inputs import RUN_CONTROL_SPECS, check
 
 REPO = Path(__file__).resolve().parents[2]
-ROLES = ["edge_llama_defaults", "preflight", "nvidia_cuda", "toolchain", "llama_cpp", "model", "services", "hf_mirror"]
+ROLES = ["edge_llama_defaults", "preflight", "nvidia_cuda", "toolchain", "llama_cpp", "model", "metrics", "services",
+         "hf_mirror"]
 
 
 def role_specs():
@@ -145,3 +146,31 @@ def test_binds_follow_the_lan_switch():
         {"name": "services_chat_port", "port": 7860, "address": "127.0.0.1"},
         {"name": "hf_mirror_port", "port": 8090, "address": "0.0.0.0"},
     ]
+
+
+RUN_GOOD = [{"edge_llama_full_run": "true"}, {"edge_llama_full_run": False}, {"edge_llama_serial": [1, "25%"]},
+            {"edge_llama_serial": "2"}, {"edge_llama_serial": 3}, {"edge_llama_serial": ["100%"]},
+            {"edge_llama_max_fail_percentage": "50"}, {"edge_llama_connect_timeout": 10}]
+RUN_BAD = [({"edge_llama_full_run": "maybe"}, "edge_llama_full_run"),
+           ({"edge_llama_serial": [1, "25 %"]}, "edge_llama_serial"),
+           ({"edge_llama_serial": [0]}, "edge_llama_serial"),
+           ({"edge_llama_serial": "150%"}, "edge_llama_serial"),
+           ({"edge_llama_serial": []}, "edge_llama_serial"),
+           ({"edge_llama_max_fail_percentage": 101}, "edge_llama_max_fail_percentage"),
+           ({"edge_llama_max_fail_percentage": "some"}, "edge_llama_max_fail_percentage"),
+           ({"edge_llama_connect_timeout": 0}, "edge_llama_connect_timeout")]
+
+
+@pytest.mark.parametrize("changes", RUN_GOOD, ids=[repr(g) for g in RUN_GOOD])
+def test_the_runs_own_switches_pass_when_good(changes):
+    found, _ = check(dict(DEFAULTS, **changes), dict(SPECS, **RUN_CONTROL_SPECS))
+    assert found == []
+
+
+@pytest.mark.parametrize("changes,variable", RUN_BAD, ids=[repr(b[0]) for b in RUN_BAD])
+def test_the_runs_own_switches_are_refused_when_wrong(changes, variable):
+    """A wrong -e edge_llama_full_run=maybe was read as false by `| bool` (the fast path ran); now it is
+    refused before anything changes, like a role's setting."""
+    found, _ = check(dict(DEFAULTS, **changes), dict(SPECS, **RUN_CONTROL_SPECS))
+    assert [p["variable"] for p in found] == [variable], found
+    assert found[0]["example"]
