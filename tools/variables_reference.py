@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "variables.md"
 # In the order a run meets them, after the settings several roles share (roles/edge_llama_defaults).
 ROLES = ["edge_llama_defaults", "preflight", "nvidia_cuda", "toolchain", "llama_cpp", "model", "metrics", "services",
-         "hf_mirror", "monitoring"]
+         "hf_mirror", "monitoring", "gateway"]
 
 
 def markup(text):
