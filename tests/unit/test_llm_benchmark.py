@@ -9,6 +9,7 @@ import threading
 import pytest
 
 import llm_benchmark as bench
+from test_openai_api import RECORDED_E519621_STREAM
 
 KEY = "sk-edge-bench-7a1c93e0"
 GB = 1000 ** 3
@@ -18,19 +19,8 @@ GB = 1000 ** 3
 # recording in tests/unit/test_openai_api.py (RECORDED_E519621_STREAM's last event; the 2-layer test
 # model of module_utils/tiny_gguf.py, n_predict 4). Note predicted_n 3 for tokens_predicted 4: the first
 # token is sampled from the prompt's logits and timed with the prompt.
-RECORDED_E519621_FINAL = (
-    b'{"content":"","generation_settings":{"frequency_penalty":0.0,"grammar":"","ignore_eos":false,'
-    b'"logit_bias":[],"mirostat":0,"mirostat_eta":0.10000000149011612,"mirostat_tau":5.0,"model":"llama_2",'
-    b'"n_ctx":512,"n_keep":0,"n_predict":4,"n_probs":0,"penalize_nl":true,"presence_penalty":0.0,'
-    b'"repeat_last_n":64,"repeat_penalty":1.100000023841858,"seed":7,"stop":["</s>","[INST]"],"stream":true,'
-    b'"temp":0.0,"tfs_z":1.0,"top_k":40,"top_p":0.949999988079071,"typical_p":1.0},"model":"llama_2",'
-    b'"prompt":"[INST] What is the capital of France? [/INST]","stop":true,"stopped_eos":false,'
-    b'"stopped_limit":true,"stopped_word":false,"stopping_word":"","timings":{"predicted_ms":247.213,'
-    b'"predicted_n":3,"predicted_per_second":12.135284147678316,"predicted_per_token_ms":82.40433333333333,'
-    b'"prompt_ms":164.873,"prompt_n":29,"prompt_per_second":175.89296003590644,'
-    b'"prompt_per_token_ms":5.685275862068965},"tokens_cached":40,"tokens_evaluated":37,"tokens_predicted":4,'
-    b'"truncated":false}'
-)
+# The final event of that stream, as the 2023 server sends it for a request that is not streamed.
+RECORDED_E519621_FINAL = RECORDED_E519621_STREAM.split(b"data: ")[-1].strip()
 
 
 def current(prompt_per_second, predicted_per_second, prompt_n=112, predicted_n=127):

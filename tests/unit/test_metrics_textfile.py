@@ -10,9 +10,9 @@ import os
 import stat
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import FIXTURES, REPO
+from test_openai_metrics import samples
 
 spec = importlib.util.spec_from_file_location("edge_llama_textfile",
                                               REPO / "roles" / "metrics" / "files" / "edge_llama_textfile.py")
@@ -31,15 +31,6 @@ def fake_nvidia_smi(tmp_path, output_file, rc=0):
                       'cat "%s"\nexit %d\n' % (",".join(textfile.QUERY), output_file, rc))
     script.chmod(0o755)
     return str(script)
-
-
-def samples(text):
-    """{(name, frozenset(labels)): value} for every sample of the text."""
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return found
 
 
 def series(found, name):

@@ -18,6 +18,33 @@ ARTIFACTS = REPO / "tests" / "artifacts"
 CACHE = Path(os.environ.get("EDGE_LLAMA_CACHE", REPO / ".cache"))
 
 
+def fleet():
+    """The scenario's appliances, in inventory order (orin-a .. orin-d); read at collection, which every
+    scenario's verifier does (the fleet marker deselects the fleet's tests elsewhere), so nothing is
+    asserted here."""
+    path = os.environ.get("MOLECULE_INVENTORY_FILE")
+    inventory = (yaml.safe_load(open(path)) or {}) if path else {}
+    return sorted((inventory.get("llm_appliances") or {}).get("hosts") or {})
+
+
+def machine(hostname):
+    """A test host by its inventory (= container) name, through podman exec."""
+    import testinfra
+
+    return testinfra.get_host("podman://" + hostname)
+
+
+def wait_for(what, check, timeout, every=1.0):
+    """check() until it returns something true (returned), or fail after timeout seconds."""
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError("%s: not within %d s (last: %r)" % (what, timeout, last))
+
+
 def name(host):
     """The container (= inventory) name of a testinfra podman host."""
     return host.backend.name

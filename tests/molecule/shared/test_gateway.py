@@ -5,14 +5,11 @@ over https:// trusting the generated site CA (fetched to tests/artifacts/gateway
 arrives as it is generated, plain HTTP redirected, and a stopped endpoint taken out by the health check
 while the gateway keeps answering."""
 
-import os
 import time
 
 import httpx
 import openai
 import pytest
-import testinfra
-import yaml
 
 import appliance
 
@@ -21,18 +18,8 @@ pytestmark = pytest.mark.fleet
 CA = appliance.ARTIFACTS / "gateway-ca.crt"
 
 
-def _fleet():
-    path = os.environ.get("MOLECULE_INVENTORY_FILE")
-    inventory = (yaml.safe_load(open(path)) or {}) if path else {}
-    return sorted((inventory.get("llm_appliances") or {}).get("hosts") or {})
-
-
-HOSTS = _fleet()
+HOSTS = appliance.fleet()
 A, B, C, D = (HOSTS + [""] * 4)[:4]
-
-
-def machine(name):
-    return testinfra.get_host("podman://" + name)
 
 
 def gateway_address():
@@ -51,7 +38,7 @@ RUNTIME = ("python3 -c \"import socket, sys; s = socket.socket(socket.AF_UNIX); 
 
 def runtime(command):
     """One command to HAProxy's runtime API on the gateway host (its admin socket)."""
-    return machine(A).check_output(RUNTIME % ("'%s'" % command))
+    return appliance.machine(A).check_output(RUNTIME % ("'%s'" % command))
 
 
 def server_states():
@@ -66,18 +53,8 @@ def server_states():
     return states
 
 
-def wait_for(what, check, timeout, every=1.0):
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError("%s: not within %d s (last: %r)" % (what, timeout, last))
-
-
 def test_haproxy_runs_sandboxed_on_443_and_80():
-    host = machine(A)
+    host = appliance.machine(A)
     assert host.service("haproxy").is_running and host.service("haproxy").is_enabled
     assert host.socket("tcp://0.0.0.0:443").is_listening and host.socket("tcp://0.0.0.0:80").is_listening
     score = host.check_output("systemd-analyze security haproxy.service | tail -n 1")
@@ -130,10 +107,11 @@ def test_a_stopped_endpoint_is_taken_out_by_the_health_check_and_the_gateway_kee
     states = server_states()
     assert states[("be_openai", A)] == "UP" and states[("be_openai", name_b)] == "UP", states
     assert not [s for s in states if s[1] in (C, D)], states  # loopback only: not balanced
-    machine(B).check_output("systemctl stop edge-llama-openai.service")
+    appliance.machine(B).check_output("systemctl stop edge-llama-openai.service")
     stopped = time.monotonic()
     try:
-        wait_for("be_openai/%s DOWN" % name_b, lambda: server_states()[("be_openai", name_b)].startswith("DOWN"), 30)
+        appliance.wait_for("be_openai/%s DOWN" % name_b,
+                           lambda: server_states()[("be_openai", name_b)].startswith("DOWN"), 30)
         took = time.monotonic() - stopped
         print("be_openai/%s DOWN %.1f s after its endpoint stopped (inter 2s x fall 3)" % (name_b, took))
         assert took <= 10, took
@@ -143,8 +121,8 @@ def test_a_stopped_endpoint_is_taken_out_by_the_health_check_and_the_gateway_kee
                                  headers={"Authorization": "Bearer " + key()})
                 assert reply.status_code == 200, reply.text
     finally:
-        machine(B).check_output("systemctl start edge-llama-openai.service")
-    wait_for("be_openai/%s UP again" % name_b, lambda: server_states()[("be_openai", name_b)] == "UP", 60)
+        appliance.machine(B).check_output("systemctl start edge-llama-openai.service")
+    appliance.wait_for("be_openai/%s UP again" % name_b, lambda: server_states()[("be_openai", name_b)] == "UP", 60)
 
 
 def test_the_runtime_api_can_drain_a_server():

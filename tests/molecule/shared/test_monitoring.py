@@ -14,8 +14,6 @@ import re
 import time
 
 import pytest
-import testinfra
-import yaml
 
 import appliance
 
@@ -24,23 +22,14 @@ pytestmark = pytest.mark.fleet
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _fleet():
-    path = os.environ.get("MOLECULE_INVENTORY_FILE")
-    inventory = (yaml.safe_load(open(path)) or {}) if path else {}
-    return sorted((inventory.get("llm_appliances") or {}).get("hosts") or {})
-
-
-HOSTS = _fleet()
+HOSTS = appliance.fleet()
+RELEASE_FACT = "/etc/ansible/facts.d/edge_llama_release.fact"
 A, B, C, D = (HOSTS + [""] * 4)[:4]
-
-
-def machine(name):
-    return testinfra.get_host("podman://" + name)
 
 
 def prometheus(path):
     """Prometheus' HTTP API on orin-a (loopback there), as JSON."""
-    out = machine(A).check_output("curl -sS --max-time 20 'http://127.0.0.1:9090%s'", path)
+    out = appliance.machine(A).check_output("curl -sS --max-time 20 'http://127.0.0.1:9090%s'", path)
     reply = json.loads(out)
     assert reply["status"] == "success", reply
     return reply["data"]
@@ -50,19 +39,9 @@ def targets():
     return {(t["labels"]["job"], t["labels"]["appliance"]): t for t in prometheus("/api/v1/targets")["activeTargets"]}
 
 
-def wait_for(what, check, timeout, every=3):
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError("%s: not within %d s (last: %r)" % (what, timeout, last))
-
-
 def test_prometheus_scrapes_the_appliances_it_can_reach_with_their_keys():
     assert len(HOSTS) == 4, HOSTS
-    host = machine(A)
+    host = appliance.machine(A)
     assert host.service("prometheus").is_running and host.service("prometheus").is_enabled
     assert host.socket("tcp://127.0.0.1:9090").is_listening
     assert not host.socket("tcp://0.0.0.0:9090").is_listening
@@ -77,7 +56,7 @@ def test_prometheus_scrapes_the_appliances_it_can_reach_with_their_keys():
         up = {k: t["health"] for k, t in found.items() if k[0] in ("edge_llama_openai", "edge_llama_node")}
         return found if up and all(h == "up" for h in up.values()) and len(up) == 4 else None
 
-    found = wait_for("the endpoint and node jobs of orin-a and orin-b up", all_up, 60)
+    found = appliance.wait_for("the endpoint and node jobs of orin-a and orin-b up", all_up, 60)
     assert {appliance_ for _job, appliance_ in found} == {A, B}  # c and d: loopback only
     address = appliance.host_vars_of(B)["ansible_host"]
     assert found[("edge_llama_openai", B)]["scrapeUrl"].startswith("http://%s:" % address)
@@ -85,14 +64,14 @@ def test_prometheus_scrapes_the_appliances_it_can_reach_with_their_keys():
     result = prometheus("/api/v1/query?query=edge_llama_release_info%7Bstate%3D%22serving%22%7D")["result"]
     serving = {r["metric"]["appliance"]: r["metric"]["commit"] for r in result}
     for name in (A, B):
-        release = json.loads(machine(name).file("/etc/ansible/facts.d/edge_llama_release.fact").content_string)
+        release = json.loads(appliance.machine(name).file(RELEASE_FACT).content_string)
         assert serving.get(name) == release["releases"][0]["commit"][:12], (name, serving)
 
 
 def test_the_alert_rules_pass_their_promtool_unit_tests():
     """tests/molecule/shared/files/edge-llama-rules.test.yml against the rules the role deployed (this
     scenario keeps the rule thresholds at their defaults), with the host's promtool."""
-    host = machine(A)
+    host = appliance.machine(A)
     with open(os.path.join(HERE, "files", "edge-llama-rules.test.yml")) as handle:
         tests = handle.read()
     host.check_output("install -d -m 0755 /tmp/edge-llama-rules-test && cp /etc/prometheus/edge-llama.rules.yml "
@@ -108,14 +87,14 @@ def test_an_appliance_that_stops_answering_fires_its_alert():
     """orin-b's endpoint stopped: EdgeLlamaApplianceDown fires for orin-b (after the rule's 1m), and for
     no other appliance; started again, the target is up again."""
     started = time.monotonic()
-    machine(B).check_output("systemctl stop edge-llama-openai.service")
+    appliance.machine(B).check_output("systemctl stop edge-llama-openai.service")
     try:
         def firing():
             alerts = prometheus("/api/v1/alerts")["alerts"]
             return [a for a in alerts
                     if a["labels"]["alertname"] == "EdgeLlamaApplianceDown" and a["state"] == "firing"]
 
-        alerts = wait_for("EdgeLlamaApplianceDown firing for orin-b", firing, 150, every=5)
+        alerts = appliance.wait_for("EdgeLlamaApplianceDown firing for orin-b", firing, 150, every=5)
         took = time.monotonic() - started
         print("EdgeLlamaApplianceDown fired %.0f s after orin-b's endpoint stopped: %s" % (took, alerts))
         assert [a["labels"]["appliance"] for a in alerts] == [B]
@@ -123,8 +102,8 @@ def test_an_appliance_that_stops_answering_fires_its_alert():
         assert B in alerts[0]["annotations"]["summary"]
         assert took >= 60  # monitoring_down_for: not before the rule's own `for`
     finally:
-        machine(B).check_output("systemctl start edge-llama-openai.service")
-    wait_for("orin-b's endpoint target up again",
+        appliance.machine(B).check_output("systemctl start edge-llama-openai.service")
+    appliance.wait_for("orin-b's endpoint target up again",
              lambda: targets()[("edge_llama_openai", B)]["health"] == "up", 60)
 
 
@@ -138,7 +117,7 @@ def test_the_fleet_report_measures_every_host_and_says_no_ceiling_is_known_for_a
     rows = {row["host"]: row for row in json.loads(reports[-1].read_text())["hosts"]}
     assert sorted(rows) == HOSTS
     for name, row in rows.items():
-        release = json.loads(machine(name).file("/etc/ansible/facts.d/edge_llama_release.fact").content_string)
+        release = json.loads(appliance.machine(name).file(RELEASE_FACT).content_string)
         assert row["state"] == "measured" and row["prompt_tps"] > 0 and row["generation_tps"] > 0, row
         assert row["ceiling"] is None and row["ratio"] is None, row
         assert "no ceiling known: CPU only" in row["note"], row

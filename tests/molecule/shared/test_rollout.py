@@ -13,7 +13,6 @@ import re
 import subprocess
 
 import pytest
-import testinfra
 import yaml
 
 import appliance
@@ -21,15 +20,7 @@ import appliance
 pytestmark = pytest.mark.fleet
 
 
-def _fleet():
-    """The scenario's appliances, in inventory order (orin-a .. orin-d); read at collection, which every
-    scenario's verifier does (the marker deselects these tests elsewhere), so nothing is asserted here."""
-    path = os.environ.get("MOLECULE_INVENTORY_FILE")
-    inventory = (yaml.safe_load(open(path)) or {}) if path else {}
-    return sorted((inventory.get("llm_appliances") or {}).get("hosts") or {})
-
-
-HOSTS = _fleet()
+HOSTS = appliance.fleet()
 A, B, C, D = (HOSTS + [""] * 4)[:4]
 
 
@@ -44,8 +35,7 @@ BUILD_FACT = "/etc/ansible/facts.d/edge_llama_llama_cpp.fact"
 RELEASE_FACT = "/etc/ansible/facts.d/edge_llama_release.fact"
 
 
-def machine(name):
-    return testinfra.get_host("podman://" + name)
+machine = appliance.machine
 
 
 def build_of(name):
