@@ -52,11 +52,15 @@ def test_prometheus_scrapes_the_appliances_it_can_reach_with_their_keys():
     assert key_file.mode == 0o640 and key_file.group == "prometheus"
 
     def all_up():
-        found = targets()
+        try:
+            found = targets()
+        except (AssertionError, ValueError):  # Prometheus busy or reloading: ask again
+            return None
         up = {k: t["health"] for k, t in found.items() if k[0] in ("edge_llama_openai", "edge_llama_node")}
         return found if up and all(h == "up" for h in up.values()) and len(up) == 4 else None
 
-    found = appliance.wait_for("the endpoint and node jobs of orin-a and orin-b up", all_up, 60)
+    # Right after test_gateway stopped and restarted orin-b's endpoint, on two busy cores: up to 2 minutes.
+    found = appliance.wait_for("the endpoint and node jobs of orin-a and orin-b up", all_up, 120, every=3)
     assert {appliance_ for _job, appliance_ in found} == {A, B}  # c and d: loopback only
     address = appliance.host_vars_of(B)["ansible_host"]
     assert found[("edge_llama_openai", B)]["scrapeUrl"].startswith("http://%s:" % address)
