@@ -27,8 +27,10 @@ t0=$(date +%s)
 # render the page's text (chromium only recommends it); util-linux: nsenter, which those tests use
 # to reach a test host's loopback. qemu-user-static and binfmt-support: the arm64 test host (the
 # Orin's architecture) runs aarch64 programs through qemu, registered with the kernel's binfmt_misc.
+# haproxy: the unit tests of library/gateway_rotation.py drive a real HAProxy (its runtime API); Debian's
+# stock configuration has no frontend, so the service the package starts listens on nothing.
 need=()
-packages=(git curl python3-venv ca-certificates rsync openssh-client)
+packages=(git curl python3-venv ca-certificates rsync openssh-client haproxy)
 if [ "$purpose" != unit ]; then
   packages+=(podman runc netavark aardvark-dns iptables uidmap slirp4netns debootstrap ccache iproute2 util-linux)
 fi
