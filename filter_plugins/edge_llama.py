@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import re
+
 DOCUMENTATION = r"""
 name: systemd_env_quote
 short_description: Quote a value for a systemd EnvironmentFile= so that the process receives it unchanged
@@ -88,7 +90,14 @@ def build_source(host, hostvars, hosts, builder=""):
     return {"role": role, "source": source, "key": mine}
 
 
+def haproxy_server_name(host):
+    """The HAProxy server name of an appliance (be_openai/NAME, be_chat/NAME): its inventory name with every
+    character HAProxy refuses in a name (other than letters, digits, '.', '_', ':' and '-') as '_'. The
+    gateway role names its servers with it and the services role drains them by it."""
+    return re.sub(r"[^A-Za-z0-9_.:-]", "_", str(host))
+
+
 class FilterModule:
     def filters(self):
         return {"systemd_env_quote": systemd_env_quote, "release_report": release_report,
-                "build_source": build_source}
+                "build_source": build_source, "haproxy_server_name": haproxy_server_name}

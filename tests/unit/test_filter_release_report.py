@@ -42,3 +42,14 @@ def test_a_rollback_says_what_was_refused_and_what_was_put_back():
 def test_nothing_known_gives_empty_fields_not_an_error(release):
     row = report(release, "failed", previous=None, reason="no build")
     assert row["commit"] == "" and row["model"] == "" and row["state"] == "failed" and row["tokens_per_second"] is None
+
+
+@pytest.mark.parametrize("host, name", [
+    ("edge-llama-orin-a", "edge-llama-orin-a"),
+    ("orin.site.example:2", "orin.site.example:2"),
+    ("orin a/b", "orin_a_b"),
+    ("lab-ø", "lab-_"),
+])
+def test_haproxy_server_name_keeps_what_haproxy_takes_and_replaces_the_rest(host, name):
+    """The gateway names its servers with it and the services role drains them by the same name."""
+    assert filters.FilterModule().filters()["haproxy_server_name"](host) == name
