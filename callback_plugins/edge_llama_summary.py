@@ -37,7 +37,7 @@ description:
   - At the end of every run (also one stopped early by a failed canary, C(any_errors_fatal) or
     C(max_fail_percentage)) prints one line per host the run touched - host, state, llama.cpp commit,
     model file, tokens/s of the health gate's probe completion and a short note (why a host failed or was
-    rolled back).
+    rolled back, and that it is left out of a gateway's rotation when it is).
   - The data comes from the facts the roles set with ansible.builtin.set_fact - C(llama_cpp_report),
     C(model_report) and C(services_report) - plus the hosts' failed and unreachable results.
   - In check mode it also prints a drift report - per host, what a real run would change, grouped as
@@ -441,6 +441,11 @@ class CallbackModule(CallbackBase):
                     if report.get("state") in ("failed", "rejected") and report.get("reason"):
                         reason = report["reason"]
                         break
+            rotation = services.get("rotation") or {}
+            if rotation.get("state") == "out" and rotation.get("gateways") and "rotation" not in reason:
+                # taken out of a gateway's rotation for its switch, and not put back
+                reason = "%s%sout of rotation on gateway %s" % (reason, "; " if reason else "",
+                                                                ", ".join(rotation["gateways"]))
             if not reason and aborted and state == "ok" and last_play and record["last_play"] != last_play:
                 reason = "not finished: the run was aborted (last play: %s)" % self._play_name
             entry = {

@@ -124,6 +124,7 @@ FILES = {
                   previous_commit: "{{ active_commit }}"
                   previous_model: old.gguf
                   reason: ""
+                  rotation: {state: in, gateways: [gw1], drain_seconds: 1.5, cut: 0, ready_seconds: 2.1}
           rescue:
             - name: Report the rollback
               ansible.builtin.set_fact:
@@ -135,6 +136,8 @@ FILES = {
                   previous_commit: "{{ active_commit }}"
                   previous_model: old.gguf
                   reason: "health gate failed (0.4 tokens/s, below 5); rolled back to {{ active_commit[:12] }}"
+                  # its rollback's gate passed, but the gateway did not see it healthy again
+                  rotation: {state: out, gateways: [gw1], error: "health check has not passed within 60 s"}
             - name: Fail after the rollback
               ansible.builtin.fail:
                 msg: rolled back
@@ -365,7 +368,8 @@ def test_fleet_summary(work):
     assert rows["h2"][4].startswith("llama-server did not answer its health check")
     assert len(rows["h2"][4]) <= 160 and rows["h2"][4].endswith("...")
     assert rows["h3"] == ["rolled_back", COMMIT_OLD[:12], "old.gguf", "0.4",
-                          "health gate failed (0.4 tokens/s, below 5); rolled back to %s" % COMMIT_OLD[:12]], out
+                          "health gate failed (0.4 tokens/s, below 5); rolled back to %s; "
+                          "out of rotation on gateway gw1" % COMMIT_OLD[:12]], out
     # set_fact needs no connection: h4 got its llama_cpp_report, then was unreachable and left the run
     assert rows["h4"][:4] == ["unreachable", COMMIT_NEW[:12], "-", "-"], out
     assert rows["h4"][4] == ("Failed to connect to the host via ssh: "
@@ -381,6 +385,7 @@ def test_fleet_summary(work):
     assert h2["state"] == "failed" and h2["failed_task"] == "services : Start llama-server"
     assert h2["reason"] == LONG_REASON.strip() and h2["services_report"] is None
     assert h3["state"] == "rolled_back" and h3["services_report"]["previous_commit"] == COMMIT_OLD
+    assert h1["services_report"]["rotation"]["state"] == "in" and h3["services_report"]["rotation"]["state"] == "out"
     assert data["hosts"]["h4"]["state"] == "unreachable" and "drift" not in data["hosts"]["h4"]
     assert not list((work / "out").glob(".*.tmp")), "the temporary file was left behind"
 

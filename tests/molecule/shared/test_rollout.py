@@ -11,11 +11,16 @@ import json
 import os
 import re
 import subprocess
+import sys
+import time
 
 import pytest
 import yaml
 
 import appliance
+
+sys.path.insert(0, str(appliance.REPO / "tests" / "bench"))
+import rolling_upgrade_load  # noqa: E402
 
 pytestmark = pytest.mark.fleet
 
@@ -160,15 +165,46 @@ def test_1b_a_rerun_with_nothing_to_do_ends_at_the_first_checks_and_a_hand_edit_
     completes(B)
 
 
+def loads():
+    """Streaming chats through the gateway on orin-a (https, the site CA) and, for contrast, straight at
+    orin-b's own endpoint (tests/bench/rolling_upgrade_load.py's Load): two clients each."""
+    key = appliance.host_vars_of(B)["services_openai_api_key"]
+    gateway = "https://%s/v1" % appliance.host_vars_of(A)["ansible_host"]
+    direct = "http://%s:8081/v1" % appliance.host_vars_of(B)["ansible_host"]
+    return [rolling_upgrade_load.Load("gateway", gateway, key, streams=2, max_tokens=16,
+                                      ca=appliance.ARTIFACTS / "gateway-ca.crt"),
+            rolling_upgrade_load.Load("direct", direct, key, streams=2, max_tokens=16)]
+
+
 def test_2_a_rolling_change_goes_on_past_a_failed_host_within_max_fail_percentage():
     """serial [1, 3]: orin-a alone first (the canary), then b, c and d. c fails its gate and rolls back;
-    one failed host of three is 33 %, within edge_llama_max_fail_percentage 50: b and d change too."""
+    one failed host of three is 33 %, within edge_llama_max_fail_percentage 50: b and d change too.
+    Meanwhile clients stream chats through the gateway on orin-a, which takes a, then b, out of its
+    rotation for their switch (drain, then back after the gate): none of them fails or is cut short."""
     before = {name: started_at(name) for name in HOSTS}
     release_before = json.loads(machine(FAILING).file(RELEASE_FACT).content_string)
+    running = [load.start() for load in loads()]
+    time.sleep(10)
+    since = time.time()
+    bases = {load.label: rolling_upgrade_load.baseline_median(load.records, since) for load in running}
     run = appliance.playbook("fleet-2-rolling", {"services_llama_ctx_size": 2048, "edge_llama_serial": [1, 3],
                                                  "edge_llama_max_fail_percentage": 50},
                              inventories=[one_host_breaks("fleet-2-failing-host.yml")])
+    time.sleep(5)
+    load = {load.label: rolling_upgrade_load.figures(load.stop(), since, bases[load.label]) for load in running}
+    for label, figures in load.items():
+        print(rolling_upgrade_load.render(label, figures))
+    (appliance.ARTIFACTS / "fleet-2-load.json").write_text(json.dumps(load, indent=1))
     assert run.rc != 0, run.output[-3000:]
+    # Through the gateway, nothing failed and nothing was cut while a, then b, restarted.
+    assert bases["gateway"] is not None and load["gateway"]["sent"] >= 4, load
+    assert load["gateway"]["failed"] == 0 and load["gateway"]["cut"] == 0, load
+    for name in (A, B):
+        rotation = run.summary["hosts"][name]["services_report"]["rotation"]
+        assert rotation["state"] == "in" and rotation["gateways"] == [A] and rotation["cut"] == 0, (name, rotation)
+    # c and d are not balanced (loopback only): no gateway took them out.
+    for name in (C, D):
+        assert run.summary["hosts"][name]["services_report"].get("rotation", {}).get("gateways", []) == [], name
     rows = run.summary["hosts"]
     assert not run.summary["aborted"], run.summary
     serving = release_before["releases"][0]["commit"]
