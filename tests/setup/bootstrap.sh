@@ -24,7 +24,8 @@ t0=$(date +%s)
 # runs iptables, which apt only recommends; with
 # --no-install-recommends apt would pick the older CNI plugins instead). chromium: the browser the
 # client tests drive with Playwright (its own browser download is not used), fonts-liberation to
-# render the page's text (chromium only recommends it); util-linux: nsenter, which those tests use
+# render the page's text (chromium only recommends it), libnss3-tools: certutil, to make a browser trust the
+# gateway's site CA the way a user's Chromium does (its NSS database); util-linux: nsenter, which those tests use
 # to reach a test host's loopback. qemu-user-static and binfmt-support: the arm64 test host (the
 # Orin's architecture) runs aarch64 programs through qemu, registered with the kernel's binfmt_misc.
 # haproxy: the unit tests of library/gateway_rotation.py drive a real HAProxy (its runtime API); Debian's
@@ -35,7 +36,7 @@ if [ "$purpose" != unit ]; then
   packages+=(podman runc netavark aardvark-dns iptables uidmap slirp4netns debootstrap ccache iproute2 util-linux)
 fi
 if [ "$purpose" = test ]; then
-  packages+=(chromium fonts-liberation qemu-user-static binfmt-support)
+  packages+=(chromium fonts-liberation libnss3-tools qemu-user-static binfmt-support)
 fi
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")

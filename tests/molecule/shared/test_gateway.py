@@ -5,14 +5,23 @@ over https:// trusting the generated site CA (fetched to tests/artifacts/gateway
 arrives as it is generated, plain HTTP redirected, and a stopped endpoint taken out by the health check
 while the gateway keeps answering."""
 
+import importlib.util
 import ssl
 import time
+
+from types import SimpleNamespace
 
 import httpx
 import openai
 import pytest
 
 import appliance
+import test_clients
+
+_spec = importlib.util.spec_from_file_location("edge_llama_haproxy",
+                                               appliance.REPO / "module_utils" / "edge_llama_haproxy.py")
+haproxy = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(haproxy)
 
 pytestmark = pytest.mark.fleet
 
@@ -48,15 +57,10 @@ def runtime(command):
 
 
 def server_states():
-    """{(backend, server): status} from the runtime API's show stat."""
-    header, *rows = [line for line in runtime("show stat").splitlines() if line.strip()]
-    names = header.lstrip("# ").split(",")
-    states = {}
-    for row in rows:
-        cells = dict(zip(names, row.split(","), strict=False))
-        if cells["svname"] not in ("FRONTEND", "BACKEND"):
-            states[(cells["pxname"], cells["svname"])] = cells["status"]
-    return states
+    """{(backend, server): status} from the runtime API's show stat (read as library/gateway_rotation.py
+    reads it)."""
+    return {(r["pxname"], r["svname"]): r["status"] for r in haproxy.parse_stat(runtime("show stat"))
+            if r["svname"] not in ("FRONTEND", "BACKEND")}
 
 
 def test_haproxy_runs_sandboxed_on_443_and_80():
@@ -145,3 +149,44 @@ def test_the_runtime_api_can_drain_a_server():
     finally:
         runtime("set server be_openai/%s state ready" % B)
     assert server_states()[("be_openai", B)] == "UP"
+
+
+HEALTH = ("python3 -c \"import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).status)\" "
+          "http://%s:%d/health")
+
+
+def test_orin_b_answers_the_gateway_and_no_other_host_of_the_lan():
+    """orin-b's endpoint and chat app listen on the LAN but take connections only from the gateway (and
+    the controller, for the client tests): services_lan_allowed_networks, the units' IPAddressAllow=.
+    orin-c, on the same LAN, gets no answer."""
+    b = appliance.host_vars_of(B)
+    assert appliance.host_vars_of(A)["ansible_host"] + "/32" in b["services_lan_allowed_networks"], b
+    from_gateway = appliance.machine(A).run(HEALTH % (b["ansible_host"], 8081))
+    assert from_gateway.rc == 0 and from_gateway.stdout.strip() == "200", from_gateway.stderr
+    for port in (8081, 7860):
+        from_c = appliance.machine(C).run(HEALTH % (b["ansible_host"], port))
+        assert from_c.rc != 0 and ("timed out" in from_c.stderr or "Connection refused" in from_c.stderr), \
+            (port, from_c.stdout, from_c.stderr[-500:])
+
+
+def test_chromium_chats_through_https_trusting_the_site_ca_and_refuses_without_it(monkeypatch):
+    """A person's browser at https://<gateway>/: Debian's chromium (test_clients.py's Browser, from the
+    LAN) trusting the site CA from an NSS database, as a user's Chromium on Linux would; the gateway's
+    chat app (orin-a's, or orin-b's behind its login) answers. Without the CA the page does not load."""
+    url = "https://%s/" % gateway_address()
+    target = SimpleNamespace(name="gateway")
+    monkeypatch.setenv("EDGE_LLAMA_BROWSER_CA", str(CA))
+    with test_clients.Browser(target, lan=True) as browser:
+        state = browser.do("open", url=url)
+        if state["login_page"]:  # orin-b's chat app (the cookie keeps the browser there)
+            b = appliance.host_vars_of(B)
+            state = browser.do("login", username=b["services_chat_username"], password=b["services_chat_password"])
+        assert state["chat_page"] and state["url"].startswith("https://"), state
+        reply = browser.ask("What is the capital of France?")
+        browser.screenshot("-https")
+        assert reply["answer"] and reply["bot_messages"] == 1, reply
+    monkeypatch.delenv("EDGE_LLAMA_BROWSER_CA")
+    with test_clients.Browser(target, lan=True) as browser:
+        browser.send("open", url=url, timeout=20)
+        with pytest.raises(AssertionError, match="ERR_CERT_AUTHORITY_INVALID"):
+            browser.receive(60)

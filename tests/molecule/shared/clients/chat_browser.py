@@ -12,13 +12,17 @@ A command that fails answers {"error": ..., "page_text": ...} and the driver sta
 
 Playwright cannot download its own browser here: it launches /usr/bin/chromium (the `chromium`
 package, tests/setup/bootstrap.sh installs it), headless, with a fresh profile. Used by
-tests/molecule/shared/test_clients.py, in the test host's network namespace or from outside (the LAN).
+tests/molecule/shared/test_clients.py, in the test host's network namespace or from outside (the LAN),
+and by test_gateway.py through the gateway's https:// URL: with EDGE_LLAMA_BROWSER_CA=PATH the browser
+trusts that CA certificate the way a user's Chromium on Linux does, from an NSS database in its home
+($HOME/.pki/nssdb, made with certutil from libnss3-tools, in a home of its own), and no other CA.
 """
 
 import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -136,16 +140,31 @@ def reply(obj):
     sys.stdout.flush()
 
 
+def trust(base, ca):
+    """A home whose NSS database trusts `ca` for TLS servers (certutil -t C,,): Chromium's trust store on
+    Linux. Returns the home's path."""
+    home = os.path.join(base, "home")
+    nssdb = os.path.join(home, ".pki", "nssdb")
+    os.makedirs(nssdb)
+    subprocess.run(["certutil", "-N", "-d", "sql:" + nssdb, "--empty-password"], check=True, capture_output=True)
+    subprocess.run(["certutil", "-A", "-d", "sql:" + nssdb, "-t", "C,,", "-n", "edge-llama site CA", "-i", ca],
+                   check=True, capture_output=True)
+    return home
+
+
 def main():
     if not os.access(CHROMIUM, os.X_OK):
         reply({"error": "%s is missing: install Debian's chromium package (tests/setup/bootstrap.sh)" % CHROMIUM})
         return 2
     profile = tempfile.mkdtemp(prefix="edge-llama-chromium-")
+    env = dict(os.environ)
+    if os.environ.get("EDGE_LLAMA_BROWSER_CA"):
+        env["HOME"] = trust(profile, os.environ["EDGE_LLAMA_BROWSER_CA"])
     try:
         with sync_playwright() as playwright:
             context = playwright.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM, headless=True, args=ARGS,
-                viewport={"width": 1280, "height": 900}, locale="en-US")
+                os.path.join(profile, "profile"), executable_path=CHROMIUM, headless=True, args=ARGS,
+                viewport={"width": 1280, "height": 900}, locale="en-US", env=env)
             context.set_default_timeout(30000)
             chat = Chat(context.pages[0] if context.pages else context.new_page())
             reply({"ready": True, "browser": context.browser.version if context.browser else None})
