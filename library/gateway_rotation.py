@@ -128,19 +128,27 @@ def _int(value):
         return 0
 
 
-def _drain(module, path, server, backends, result):
-    p = module.params
+def _begin(module, path, server, backends, state, already):
+    """The server's rows and each backend's status before; `state` set in every backend unless each one
+    already is there (already(status)), and not in check mode. Returns (before, rows, acted)."""
     rows = _rows(path, server, backends)
     before = {b: r["status"] for b, r in rows.items()}
+    if all(already(s) for s in before.values()):
+        return before, rows, False
+    if not module.check_mode:
+        for b in rows:
+            set_state(path, b, server, state)
+    return before, rows, True
+
+
+def _drain(module, path, server, backends, result):
+    p = module.params
+    before, rows, acted = _begin(module, path, server, backends, "drain", lambda s: s.startswith("MAINT"))
     result["in_flight"] = sum(_int(r.get("scur")) for r in rows.values())
     result["cut"] = 0
-    if all(s.startswith("MAINT") for s in before.values()):
+    result["changed"] = acted
+    if not acted or module.check_mode:
         return before, rows
-    if module.check_mode:
-        result["changed"] = True
-        return before, rows
-    for b in rows:
-        set_state(path, b, server, "drain")
     start = time.monotonic()
     while True:
         rows = _rows(path, server, backends)
@@ -156,22 +164,15 @@ def _drain(module, path, server, backends, result):
         for b, r in rows.items():
             if _int(r.get("scur")):
                 shutdown_sessions(path, b, server)
-    result["changed"] = True
     return before, _rows(path, server, backends)
 
 
 def _ready(module, path, server, backends, result):
     p = module.params
-    rows = _rows(path, server, backends)
-    before = {b: r["status"] for b, r in rows.items()}
-    if all(s == "UP" for s in before.values()):
+    before, rows, acted = _begin(module, path, server, backends, "ready", lambda s: s == "UP")
+    result["changed"] = acted
+    if not acted or module.check_mode:
         return before, rows
-    if module.check_mode:
-        result["changed"] = True
-        return before, rows
-    for b in rows:
-        set_state(path, b, server, "ready")
-    result["changed"] = True
     start = time.monotonic()
     while True:
         rows = _rows(path, server, backends)

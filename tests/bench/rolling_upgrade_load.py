@@ -21,7 +21,7 @@ Only loopback or test-host addresses belong here: it is load, aimed at the fleet
     . tests/setup/env.sh
     python tests/bench/rolling_upgrade_load.py --gateway https://10.88.7.11 --ca tests/artifacts/gateway-ca.crt \\
         --api-key KEY --direct http://10.88.7.12:8081/v1 [--streams 3] [--max-tokens 24] [--baseline 20] \\
-        [--settle 10] [--json] -- ansible-playbook -i INV site.yml -e @TO.json
+        [--settle 10] [--json] [--record] -- ansible-playbook -i INV site.yml -e @TO.json
 
 Exit status: 0 with the figures printed (whatever they are), 1 when the command failed (figures printed
 first), 2 when a load does not answer before the upgrade.
@@ -35,6 +35,10 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
 
 PROMPT = "Count from one to twenty."
 
@@ -195,4 +199,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(benchlib.run_recorded("rolling_upgrade_load",
+                                   "Chat load during a rolling upgrade, through the gateway and not", main))

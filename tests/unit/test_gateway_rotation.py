@@ -6,7 +6,6 @@ check. Each server answers with its name, so a test can tell where HAProxy sent 
 import http.client
 import http.server
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -14,15 +13,10 @@ import time
 import pytest
 
 import gateway_rotation
+from services_apps import free_port
 from ansible.module_utils.edge_llama_haproxy import RuntimeApiError, servers, set_state, show_stat
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Appliance:
