@@ -36,7 +36,9 @@ def prometheus(path):
 
 
 def targets():
-    return {(t["labels"]["job"], t["labels"]["appliance"]): t for t in prometheus("/api/v1/targets")["activeTargets"]}
+    """{(job, appliance or gateway): target} of Prometheus' active targets."""
+    return {(t["labels"]["job"], t["labels"].get("appliance") or t["labels"].get("gateway")): t
+            for t in prometheus("/api/v1/targets")["activeTargets"]}
 
 
 def test_prometheus_scrapes_the_appliances_it_can_reach_with_their_keys():
@@ -61,7 +63,7 @@ def test_prometheus_scrapes_the_appliances_it_can_reach_with_their_keys():
 
     # Right after test_gateway stopped and restarted orin-b's endpoint, on two busy cores: up to 2 minutes.
     found = appliance.wait_for("the endpoint and node jobs of orin-a and orin-b up", all_up, 120, every=3)
-    assert {appliance_ for _job, appliance_ in found} == {A, B}  # c and d: loopback only
+    assert {name for job, name in found if job != "edge_llama_gateway"} == {A, B}  # c and d: loopback only
     address = appliance.host_vars_of(B)["ansible_host"]
     assert found[("edge_llama_openai", B)]["scrapeUrl"].startswith("http://%s:" % address)
     # The release info of both, as Prometheus stored it: what the dashboard shows.
@@ -70,6 +72,28 @@ def test_prometheus_scrapes_the_appliances_it_can_reach_with_their_keys():
     for name in (A, B):
         release = json.loads(appliance.machine(name).file(RELEASE_FACT).content_string)
         assert serving.get(name) == release["releases"][0]["commit"][:12], (name, serving)
+
+
+def test_prometheus_scrapes_the_gateways_own_exporter():
+    """HAProxy's Prometheus exporter on orin-a (gateway_metrics_port, loopback): the job edge_llama_gateway
+    is up and both balanced appliances are UP in be_openai, as the gateway sees them; c and d are not
+    there (loopback only). The exporter is not on the LAN."""
+    host = appliance.machine(A)
+    assert host.socket("tcp://127.0.0.1:8405").is_listening and not host.socket("tcp://0.0.0.0:8405").is_listening
+
+    def up():
+        try:
+            found = targets().get(("edge_llama_gateway", A))
+            result = prometheus("/api/v1/query?query=haproxy_server_status%7Bjob%3D%22edge_llama_gateway%22%2C"
+                                "proxy%3D%22be_openai%22%2Cstate%3D%22UP%22%7D")["result"]
+        except (AssertionError, ValueError):
+            return None
+        servers = {r["metric"]["server"]: r["value"][1] for r in result}
+        return servers if found and found["health"] == "up" and servers.get(A) == "1" and servers.get(B) == "1" \
+            else None
+
+    servers = appliance.wait_for("the gateway's exporter scraped, orin-a and orin-b UP", up, 120, every=3)
+    assert set(servers) == {A, B}, servers
 
 
 def test_the_alert_rules_pass_their_promtool_unit_tests():
@@ -82,7 +106,7 @@ def test_the_alert_rules_pass_their_promtool_unit_tests():
                       "/tmp/edge-llama-rules-test/")
     host.check_output("cat > /tmp/edge-llama-rules-test/edge-llama-rules.test.yml <<'EOF'\n%s\nEOF" % tests)
     checked = host.run("promtool check rules /etc/prometheus/edge-llama.rules.yml")
-    assert checked.rc == 0 and "SUCCESS: 4 rules found" in checked.stdout, checked.stdout + checked.stderr
+    assert checked.rc == 0 and "SUCCESS: 6 rules found" in checked.stdout, checked.stdout + checked.stderr
     tested = host.run("cd /tmp/edge-llama-rules-test && promtool test rules edge-llama-rules.test.yml")
     assert tested.rc == 0 and "SUCCESS" in tested.stdout, tested.stdout + tested.stderr
 
