@@ -148,8 +148,15 @@ def test_units_are_sandboxed(host):
     for unit in ("edge-llama-openai", "edge-llama-chat"):
         assert one[unit]["PrivateDevices"] == "yes", unit
         assert one[unit]["PrivateUsers"] == private_users, unit
-        # Loopback only, unless on the LAN (any address, or services_lan_allowed_networks).
-        assert (set(one[unit]["IPAddressDeny"].split()) == everything) != appliance.exposed(host), (unit, one[unit])
+        # Loopback only, unless on the LAN: any address, or loopback and services_lan_allowed_networks.
+        deny, allow = set(one[unit]["IPAddressDeny"].split()), set(one[unit]["IPAddressAllow"].split())
+        networks = appliance.host_vars(host).get("services_lan_allowed_networks") or []
+        if not appliance.exposed(host):
+            assert deny == everything and allow == {"127.0.0.0/8", "::1/128"}, (unit, one[unit])
+        elif networks:
+            assert deny == everything and allow == {"127.0.0.0/8", "::1/128", *networks}, (unit, one[unit])
+        else:
+            assert deny != everything, (unit, one[unit])
 
 
 def test_model_directory_is_read_only_to_the_server(host):
