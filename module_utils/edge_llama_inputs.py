@@ -44,6 +44,8 @@ RANGES = {
     "services_chat_temperature": (0, 2, "0"),
     "services_chat_max_tokens": (1, 1048576, "512"),
     "services_ready_timeout": (1, 86400, "900"),
+    "services_gateway_drain_timeout": (0, 86400, "120"),
+    "services_gateway_ready_timeout": (1, 86400, "60"),
     "services_keep_releases": (1, 100, "2 (the serving release and one to roll back to)"),
     "llama_cpp_smoke_timeout": (1, 86400, "300"),
     "llama_cpp_build_throttle": (0, None, "0 (no limit)"),

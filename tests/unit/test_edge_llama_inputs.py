@@ -98,6 +98,9 @@ BAD = [
     ({"services_chat_system_prompt": "a\0b"}, "services_chat_system_prompt", "NUL"),
     ({"services_openai_api_key": ["x"]}, "services_openai_api_key", "not a string"),
     ({"llama_cpp_smoke_timeout": 0}, "llama_cpp_smoke_timeout", "out of range"),
+    ({"services_gateway_drain_timeout": -1}, "services_gateway_drain_timeout", "out of range (0 to 86400)"),
+    ({"services_gateway_ready_timeout": "0"}, "services_gateway_ready_timeout", "out of range (1 to 86400)"),
+    ({"services_gateway_group": ["gateway"]}, "services_gateway_group", "not a string"),
 ]
 
 
